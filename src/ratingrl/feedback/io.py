@@ -1,0 +1,234 @@
+"""Parquet storage for segments, rated segments and preference pairs.
+
+One row per segment (or pair). Arrays are flattened into fixed-size list columns, which PyArrow
+reads back without a Python loop. A JSON blob in the schema metadata under ``ratingrl`` holds the
+schema version, the kind of dataset, the shapes and the configuration that produced the labels,
+so a file says how it was made and a foreign Parquet file is recognised as such.
+
+Writes are atomic (temporary file in the same folder, then ``os.replace``): a crash mid-write or
+invalid data never destroys a file that was already there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ratingrl.feedback.segments import (
+    FeedbackError,
+    PreferencePairs,
+    RatedSegments,
+    RatingScale,
+    SegmentSet,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DatasetError",
+    "save_segments",
+    "load_segments",
+    "save_rated",
+    "load_rated",
+    "save_preferences",
+    "load_preferences",
+    "read_metadata",
+    "atomic_write_bytes",
+]
+
+SCHEMA_VERSION = 1
+_META_KEY = b"ratingrl"
+
+
+class DatasetError(FeedbackError):
+    """A file that is not a (readable, current) ratingrl dataset."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write_table(table: pa.Table, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fixed_list(array: np.ndarray) -> pa.FixedSizeListArray:
+    flat = np.ascontiguousarray(array, dtype=np.float32).reshape(len(array), -1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
+
+
+def _segment_columns(segments: SegmentSet, prefix: str = "") -> dict[str, pa.Array]:
+    columns = {
+        f"{prefix}episode_id": pa.array(segments.episode_id),
+        f"{prefix}start": pa.array(segments.start),
+        f"{prefix}obs": _fixed_list(segments.obs),
+        f"{prefix}acts": _fixed_list(segments.acts),
+    }
+    if segments.true_rewards is not None:
+        columns[f"{prefix}true_rewards"] = _fixed_list(segments.true_rewards)
+    return columns
+
+
+def _shape_meta(segments: SegmentSet) -> dict:
+    return {
+        "horizon": segments.horizon,
+        "obs_dim": segments.obs_dim,
+        "act_dim": segments.act_dim,
+        "info": segments.info,
+    }
+
+
+def _write(columns: dict[str, pa.Array], meta: dict, path: str | Path) -> None:
+    meta = {"schema_version": SCHEMA_VERSION, **meta}
+    table = pa.table(columns).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+    _atomic_write_table(table, path)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The ``ratingrl`` metadata of a dataset file, or a clear error for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"dataset file {str(path)!r} does not exist")
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DatasetError(f"{str(path)!r} is not a readable Parquet file: {err}") from err
+    raw = (schema.metadata or {}).get(_META_KEY)
+    if raw is None:
+        raise DatasetError(
+            f"{str(path)!r} is a Parquet file but not a ratingrl dataset "
+            "(no 'ratingrl' schema metadata)"
+        )
+    meta = json.loads(raw)
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise DatasetError(
+            f"{str(path)!r} has schema_version {version!r}; this ratingrl reads {SCHEMA_VERSION}"
+        )
+    return meta
+
+
+def _read(path: str | Path, kind: str) -> tuple[pa.Table, dict]:
+    meta = read_metadata(path)
+    if meta.get("kind") != kind:
+        raise DatasetError(f"{str(path)!r} holds a {meta.get('kind')!r} dataset, expected {kind!r}")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DatasetError(f"{str(path)!r} is corrupt: {err}") from err
+    return table, meta
+
+
+def _column_array(table: pa.Table, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    column = table.column(name).combine_chunks()
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(table), *shape)
+
+
+def _segments_from(table: pa.Table, meta: dict, prefix: str = "") -> SegmentSet:
+    h, obs_dim, act_dim = meta["horizon"], meta["obs_dim"], meta["act_dim"]
+    try:
+        rewards_name = f"{prefix}true_rewards"
+        rewards = (
+            _column_array(table, rewards_name, (h,)) if rewards_name in table.column_names else None
+        )
+        return SegmentSet(
+            _column_array(table, f"{prefix}obs", (h, obs_dim)),
+            _column_array(table, f"{prefix}acts", (h, act_dim)),
+            rewards,
+            table.column(f"{prefix}episode_id").to_numpy(),
+            table.column(f"{prefix}start").to_numpy(),
+            dict(meta.get("info", {})),
+        )
+    except (KeyError, ValueError, pa.ArrowException) as err:
+        if isinstance(err, FeedbackError):
+            raise
+        raise DatasetError(f"dataset columns do not match its metadata: {err}") from err
+
+
+# -- public API ------------------------------------------------------------------------------
+def save_segments(segments: SegmentSet, path: str | Path, **metadata: object) -> None:
+    """Save unlabelled segments (a pool); ``metadata`` (JSON-able) travels with them."""
+    _write(
+        _segment_columns(segments),
+        {"kind": "segments", **_shape_meta(segments), "extra": metadata},
+        path,
+    )
+
+
+def load_segments(path: str | Path) -> tuple[SegmentSet, dict]:
+    """Load a pool saved by :func:`save_segments`: the segments and their metadata."""
+    table, meta = _read(path, "segments")
+    return _segments_from(table, meta), meta.get("extra", {})
+
+
+def save_rated(data: RatedSegments, path: str | Path) -> None:
+    """Save rated segments with their scale and the full configuration of their source."""
+    columns = _segment_columns(data.segments)
+    columns["rating"] = pa.array(data.ratings)
+    if data.rater is not None:
+        columns["rater"] = pa.array([None if r is None else str(r) for r in data.rater])
+    meta = {
+        "kind": "rated_segments",
+        **_shape_meta(data.segments),
+        "scale": data.scale.to_dict(),
+        "source": data.source,
+    }
+    _write(columns, meta, path)
+
+
+def load_rated(path: str | Path) -> RatedSegments:
+    """Load rated segments; ratings are re-validated against the stored scale."""
+    table, meta = _read(path, "rated_segments")
+    rater = table.column("rater").to_pylist() if "rater" in table.column_names else None
+    return RatedSegments(
+        _segments_from(table, meta),
+        table.column("rating").to_numpy(),
+        RatingScale.from_dict(meta["scale"]),
+        meta.get("source", {}),
+        None if rater is None else np.asarray(rater, dtype=object),
+    )
+
+
+def save_preferences(data: PreferencePairs, path: str | Path) -> None:
+    """Save preference pairs (``label`` = probability the second segment is preferred)."""
+    columns = {**_segment_columns(data.first, "first_"), **_segment_columns(data.second, "second_")}
+    columns["label"] = pa.array(data.labels)
+    meta = {"kind": "preferences", **_shape_meta(data.first), "source": data.source}
+    _write(columns, meta, path)
+
+
+def load_preferences(path: str | Path) -> PreferencePairs:
+    """Load preference pairs saved by :func:`save_preferences`."""
+    table, meta = _read(path, "preferences")
+    return PreferencePairs(
+        _segments_from(table, meta, "first_"),
+        _segments_from(table, meta, "second_"),
+        table.column("label").to_numpy(),
+        meta.get("source", {}),
+    )
