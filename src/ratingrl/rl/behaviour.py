@@ -1,0 +1,115 @@
+"""Behaviour of every quality level: snapshots of a PPO learner, each also run with noise.
+
+This builds the segment pools that benchmarks rate. The learner trains on the environment's
+own reward; that is fine here because the pool only needs *varied* behaviour (from flailing to
+competent), and the teachers, not the learner, decide what is good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+from ratingrl.feedback.envs import make_env
+from ratingrl.feedback.pool import PoolSpec
+from ratingrl.feedback.rollouts import (
+    PolicyFn,
+    collect_episodes,
+    noisy_policy,
+    segment_episodes,
+)
+from ratingrl.feedback.segments import SegmentSet
+from ratingrl.progress import progress_bar
+
+__all__ = ["ppo_snapshots", "build_pool"]
+
+
+class _Advance(BaseCallback):
+    def __init__(self, advance: Callable[[int], None]) -> None:
+        super().__init__()
+        self._advance = advance
+
+    def _on_step(self) -> bool:
+        self._advance(self.training_env.num_envs)
+        return True
+
+
+def _as_policy_fn(policy) -> PolicyFn:
+    """A frozen copy of an SB3 policy as a batch ``obs -> action`` function."""
+    frozen = type(policy)(**policy._get_constructor_parameters())
+    frozen.load_state_dict(policy.state_dict())
+    frozen.set_training_mode(False)
+    policy = frozen
+    return lambda obs: policy.predict(obs, deterministic=True)[0]
+
+
+def ppo_snapshots(
+    env_id: str,
+    steps: tuple[int, ...],
+    seed: int,
+    on_step: Callable[[int], None] | None = None,
+) -> list[tuple[int, PolicyFn]]:
+    """Train PPO on ``env_id`` and return its deterministic policy after each of ``steps``."""
+    env = make_vec_env(lambda: make_env(env_id), n_envs=1, seed=seed)
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0)
+    callback = _Advance(on_step) if on_step else None
+    snapshots, done = [], 0
+    for target in steps:
+        if target > done:
+            model.learn(target - done, callback=callback, reset_num_timesteps=False)
+            done = target
+        snapshots.append((target, _as_policy_fn(model.policy)))
+    env.close()
+    return snapshots
+
+
+def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
+    """Roll out every (snapshot, noise level) of ``spec`` and cut the episodes into segments."""
+    probe = make_env(spec.env_id)
+    low, high = probe.action_space.low, probe.action_space.high
+    probe.close()
+    runs = len(spec.train_steps) * len(spec.action_noise)
+    total_env_steps = runs * spec.episodes_per_policy * spec.max_episode_steps
+    episodes, info = [], {}
+    with progress_bar(progress) as bar:
+        train = bar.add_task(f"PPO behaviour on {spec.env_id}", total=max(spec.train_steps))
+        roll = bar.add_task("rollouts", total=total_env_steps)
+        snapshots = ppo_snapshots(
+            spec.env_id, spec.train_steps, spec.seed, lambda k: bar.advance(train, k)
+        )
+        for stage, (steps, policy) in enumerate(snapshots):
+            for n, sigma in enumerate(spec.action_noise):
+                run = stage * len(spec.action_noise) + n
+                rng = np.random.default_rng([spec.seed, run])
+                name = f"ppo{steps}+noise{sigma:g}"
+                new = collect_episodes(
+                    spec.env_id,
+                    noisy_policy(policy, sigma, low, high, rng),
+                    spec.episodes_per_policy,
+                    seed=spec.seed * 100_000 + run * 1000,
+                    max_steps=spec.max_episode_steps,
+                    policy_name=name,
+                    first_episode_id=len(episodes),
+                    on_step=lambda k: bar.advance(roll, k),
+                )
+                episodes.extend(new)
+                bar.update(
+                    roll, status=f"{name}: return {np.mean([e.total_return for e in new]):.0f}"
+                )
+        bar.update(roll, completed=total_env_steps)
+    info["episodes"] = {
+        str(e.episode_id): {"policy": e.policy, "return": e.total_return} for e in episodes
+    }
+    segments = segment_episodes(episodes, spec.horizon, spec.stride)
+    return SegmentSet(
+        segments.obs,
+        segments.acts,
+        segments.true_rewards,
+        segments.episode_id,
+        segments.start,
+        info,
+    )
