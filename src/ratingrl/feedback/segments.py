@@ -37,7 +37,9 @@ def _as_float_array(name: str, value: object, ndim: int) -> np.ndarray:
     bad = ~np.isfinite(array)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise FeedbackError(f"{name} holds a non-finite value {array[index]!r} at index {index}")
+        raise FeedbackError(
+            f"{name} holds a non-finite value {float(array[index])} at index {index}"
+        )
     return array
 
 
@@ -66,7 +68,7 @@ class RatingScale:
             as_int = ratings.astype(np.int64)
             if not np.array_equal(as_int, ratings):
                 bad = ratings[as_int != ratings][0]
-                raise FeedbackError(f"{field_name} must be whole numbers, got {bad!r}")
+                raise FeedbackError(f"{field_name} must be whole numbers, got {float(bad)}")
             ratings = as_int
         ratings = ratings.astype(np.int64)
         outside = (ratings < 0) | (ratings >= self.n)

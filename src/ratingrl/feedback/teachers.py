@@ -161,14 +161,20 @@ class AdjacentSwap:
 
     def apply(self, ratings: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         out = ratings.copy()
+        free = np.ones(len(out), dtype=bool)  # each segment is swapped at most once
         for _ in range(round(self.fraction * len(ratings))):
-            pairs = [j for j in range(n - 1) if (out == j).any() and (out == j + 1).any()]
+            pairs = [
+                j
+                for j in range(n - 1)
+                if (free & (out == j)).any() and (free & (out == j + 1)).any()
+            ]
             if not pairs:
                 break
             j = pairs[rng.integers(len(pairs))]
-            a = rng.choice(np.flatnonzero(out == j))
-            b = rng.choice(np.flatnonzero(out == j + 1))
+            a = rng.choice(np.flatnonzero(free & (out == j)))
+            b = rng.choice(np.flatnonzero(free & (out == j + 1)))
             out[a], out[b] = j + 1, j
+            free[[a, b]] = False
         return out
 
     def to_dict(self) -> dict:

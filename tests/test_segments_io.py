@@ -1,0 +1,129 @@
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ratingrl.feedback.io import (
+    DatasetError,
+    load_preferences,
+    load_rated,
+    load_segments,
+    save_preferences,
+    save_rated,
+    save_segments,
+)
+from ratingrl.feedback.segments import (
+    FeedbackError,
+    PreferencePairs,
+    RatedSegments,
+    RatingScale,
+    Segment,
+    SegmentSet,
+)
+from ratingrl.feedback.teachers import Bins, RatingTeacher, UniformRelabel
+
+from .conftest import linear_segments
+
+
+def test_segment_rejects_nan_and_names_field():
+    obs = np.zeros((5, 3))
+    obs[2, 1] = np.nan
+    with pytest.raises(FeedbackError, match=r"obs holds a non-finite value nan at index \(2, 1\)"):
+        Segment(obs, np.zeros((5, 2)))
+    with pytest.raises(FeedbackError, match="true_rewards holds a non-finite value inf"):
+        Segment(np.zeros((5, 3)), np.zeros((5, 2)), np.array([0, 0, np.inf, 0, 0]))
+
+
+def test_segment_rejects_mismatched_lengths_and_dims():
+    with pytest.raises(FeedbackError, match="obs has 5 steps but acts has 4"):
+        Segment(np.zeros((5, 3)), np.zeros((4, 2)))
+    with pytest.raises(FeedbackError, match="obs must have 2 dimensions"):
+        Segment(np.zeros(5), np.zeros((5, 2)))
+    a = Segment(np.zeros((5, 3)), np.zeros((5, 2)))
+    b = Segment(np.zeros((5, 4)), np.zeros((5, 2)))
+    with pytest.raises(FeedbackError, match="segment 1 has obs"):
+        SegmentSet.from_segments([a, b])
+
+
+def test_ratings_outside_scale_are_named():
+    seg = linear_segments(4)
+    with pytest.raises(FeedbackError, match=r"ratings\[2\] = 7 is outside the scale 0..3"):
+        RatedSegments(seg, np.array([0, 1, 7, 2]), RatingScale(4))
+    with pytest.raises(FeedbackError, match="ratings must be whole numbers, got 1.5"):
+        RatedSegments(seg, np.array([0, 1.5, 1, 2]), RatingScale(4))
+    with pytest.raises(FeedbackError, match="one rating per segment"):
+        RatedSegments(seg, np.array([0, 1]), RatingScale(4))
+
+
+def test_rated_roundtrip_keeps_everything(tmp_path: Path):
+    seg = linear_segments(20, horizon=7)
+    teacher = RatingTeacher(
+        Bins.equal_width(3, -10, 10), (UniformRelabel(0.1),), ("bad", "ok", "good")
+    )
+    data = teacher.rate_dataset(seg, np.random.default_rng(0))
+    path = tmp_path / "rated.parquet"
+    save_rated(data, path)
+    back = load_rated(path)
+    np.testing.assert_array_equal(back.ratings, data.ratings)
+    np.testing.assert_allclose(back.segments.obs, seg.obs)
+    np.testing.assert_allclose(back.segments.true_rewards, seg.true_rewards)
+    np.testing.assert_array_equal(back.segments.episode_id, seg.episode_id)
+    assert back.scale == RatingScale(3, ("bad", "ok", "good"))
+    assert back.source == teacher.to_dict()
+
+
+def test_preferences_and_pool_roundtrip(tmp_path: Path):
+    a, b = linear_segments(6, seed=1), linear_segments(6, seed=2)
+    pairs = PreferencePairs(a, b, np.array([0, 1, 0.5, 1, 0, 1]), {"type": "preference"})
+    save_preferences(pairs, tmp_path / "p.parquet")
+    back = load_preferences(tmp_path / "p.parquet")
+    np.testing.assert_allclose(back.labels, pairs.labels)
+    np.testing.assert_allclose(back.second.acts, b.acts)
+    save_segments(a, tmp_path / "pool.parquet", env="X")
+    pool, extra = load_segments(tmp_path / "pool.parquet")
+    assert extra == {"env": "X"}
+    np.testing.assert_allclose(pool.obs, a.obs)
+
+
+def test_preference_labels_checked():
+    a = linear_segments(2)
+    with pytest.raises(FeedbackError, match=r"labels\[1\] = 2.0 is outside \[0, 1\]"):
+        PreferencePairs(a, a, np.array([0.0, 2.0]))
+
+
+def test_foreign_and_corrupt_files_are_refused(tmp_path: Path):
+    foreign = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), foreign)
+    with pytest.raises(DatasetError, match="not a ratingrl dataset"):
+        load_rated(foreign)
+    corrupt = tmp_path / "corrupt.parquet"
+    corrupt.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DatasetError, match="not a readable Parquet file"):
+        load_rated(corrupt)
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_rated(tmp_path / "missing.parquet")
+
+
+def test_wrong_kind_is_refused(tmp_path: Path):
+    save_segments(linear_segments(3), tmp_path / "pool.parquet")
+    with pytest.raises(DatasetError, match="holds a 'segments' dataset, expected 'rated_segments'"):
+        load_rated(tmp_path / "pool.parquet")
+
+
+def test_bad_data_never_replaces_a_saved_file(tmp_path: Path, monkeypatch):
+    path = tmp_path / "rated.parquet"
+    seg = linear_segments(5)
+    good = RatedSegments(seg, np.array([0, 1, 2, 1, 0]), RatingScale(3))
+    save_rated(good, path)
+    before = path.read_bytes()
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", explode)
+    with pytest.raises(OSError, match="disk full"):
+        save_rated(good, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["rated.parquet"]  # no temp file left
