@@ -210,18 +210,40 @@ def _import_torchsort() -> ModuleType | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _isotonic_blocks(y: np.ndarray, increasing: bool) -> tuple[np.ndarray, np.ndarray]:
+class _Blocks:
+    """Contiguous blocks of a row-wise isotonic fit, indexed in the flattened (row-major) batch.
+
+    An isotonic fit is the block mean of its input on each block, and its Jacobian averages a
+    vector within each block; both are one ``np.add.reduceat`` plus one ``np.repeat``.
+    """
+
+    def __init__(self, starts: np.ndarray, lengths: np.ndarray) -> None:
+        self.starts = starts
+        self.lengths = lengths
+        self.singletons = len(starts) == int(lengths.sum())  # hard regime: nothing pooled
+
+    def mean(self, flat: np.ndarray) -> np.ndarray:
+        """Block means of the float64 vector ``flat``, broadcast back to every element."""
+        if self.singletons:
+            return flat
+        return np.repeat(np.add.reduceat(flat, self.starts) / self.lengths, self.lengths)
+
+    def mean_index(self) -> np.ndarray:
+        """Block means of the flat index ``0..size-1``, in closed form (exact half-integers)."""
+        return np.repeat(self.starts + (self.lengths - 1) / 2.0, self.lengths)
+
+
+def _isotonic_blocks(y: np.ndarray, increasing: bool) -> _Blocks:
     """Blocks of the row-wise isotonic regression of ``y`` (shape ``(batch, n)``, float64).
 
-    Returns ``(starts, lengths)``: the flat (row-major) index where each block begins and its
-    size, rows in order. Blocks never cross rows.
+    ``increasing`` selects a non-decreasing (else non-increasing) fit. Blocks never cross rows.
     """
     offsets = _row_offsets(y, increasing)
     if offsets is not None:
         flat = (y + offsets[:, None]).ravel()
-        starts = isotonic_regression(flat, increasing=increasing).blocks
-        if _respects_rows(starts, y.shape):
-            return starts[:-1], np.diff(starts)
+        edges = isotonic_regression(flat, increasing=increasing).blocks
+        if _respects_rows(edges, y.shape):
+            return _Blocks(edges[:-1], np.diff(edges))
     return _blocks_per_row(y, increasing)
 
 
@@ -231,9 +253,9 @@ def _row_offsets(y: np.ndarray, increasing: bool) -> np.ndarray | None:
     Shifting row ``k`` by ``k * (2 * span + 1)`` (down for non-increasing fits) puts every
     entry of a row strictly beyond every entry of the previous row, so the monotone constraint
     between rows is slack and PAV never pools across them; that replaces a Python loop of
-    ``batch`` scipy calls with one call. Block means are later recomputed from the unshifted
-    data, so the shift only has to keep the pooling decisions right. Returns None when there is
-    a single row or the shifts would overflow.
+    ``batch`` scipy calls with one call. Only the block structure is kept (means are recomputed
+    from the unshifted data), so the shift just has to keep the pooling decisions right.
+    Returns None when there is a single row or the shifts would overflow.
     """
     rows = y.shape[0]
     if rows == 1:
@@ -246,72 +268,49 @@ def _row_offsets(y: np.ndarray, increasing: bool) -> np.ndarray | None:
     return offsets if increasing else -offsets
 
 
-def _respects_rows(starts: np.ndarray, shape: tuple[int, int]) -> bool:
-    """True when every row boundary is a block boundary (guards the shifting trick)."""
+def _respects_rows(edges: np.ndarray, shape: tuple[int, int]) -> bool:
+    """True when every row boundary is a block edge (a cheap guard on the shifting trick)."""
     rows, n = shape
-    flags = np.zeros(rows * n + 1, dtype=bool)
-    flags[starts] = True
-    return bool(flags[::n].all())
+    boundaries = np.arange(rows + 1) * n
+    found = np.searchsorted(edges, boundaries)
+    return bool(np.all(found < len(edges)) and np.array_equal(edges[found], boundaries))
 
 
-def _blocks_per_row(y: np.ndarray, increasing: bool) -> tuple[np.ndarray, np.ndarray]:
+def _blocks_per_row(y: np.ndarray, increasing: bool) -> _Blocks:
     """Fallback: one PAV call per row (never per element)."""
     n = y.shape[1]
-    starts = [
-        isotonic_regression(row, increasing=increasing).blocks[:-1] + k * n
-        for k, row in enumerate(y)
-    ]
-    flat_starts = np.concatenate(starts)
-    return flat_starts, np.diff(np.append(flat_starts, y.size))
+    starts = np.concatenate(
+        [
+            isotonic_regression(row, increasing=increasing).blocks[:-1] + k * n
+            for k, row in enumerate(y)
+        ]
+    )
+    return _Blocks(starts, np.diff(np.append(starts, y.size)))
 
 
 # --------------------------------------------------------------------------------------------
-# Block means
+# Forward passes (numpy, float64)
 # --------------------------------------------------------------------------------------------
 
 
-def _block_mean(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Mean of ``flat`` over each contiguous block, broadcast back to every element."""
-    return np.repeat(np.add.reduceat(flat, starts) / lengths, lengths)
+def _sorted_rows(values: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """Row-wise ascending sort: float64 sorted values and the int64 sorting permutation.
 
-
-def _block_mean_position(starts: np.ndarray, lengths: np.ndarray, n: int) -> np.ndarray:
-    """Block mean of the 1-based within-row position ``p``, in closed form (no reduction)."""
-    first = starts % n + 1
-    return np.repeat(first + (lengths - 1) / 2.0, lengths)
+    The permutation comes from ``np.argsort``: on CPU it is several times faster than
+    ``torch.sort`` (SIMD quicksort, measured 3.7 ms vs 9-17 ms for 64 x 4096 float32) and the
+    sort dominates the whole operator. Half precision is widened to float32 first (exactly).
+    """
+    x = values.detach().cpu()
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    order = torch.from_numpy(np.argsort(x.numpy(), axis=1))
+    sorted_values = x.gather(1, order).to(torch.float64).numpy()
+    return sorted_values, order.to(values.device)
 
 
 def _positions(n: int) -> np.ndarray:
     """The within-row positions ``p = 1..n`` as float64."""
     return np.arange(1, n + 1, dtype=np.float64)
-
-
-class _Blocks:
-    """Block structure of one forward pass, kept as torch tensors for the backward pass."""
-
-    def __init__(self, starts: np.ndarray, lengths: np.ndarray, device: torch.device) -> None:
-        self.segment = torch.from_numpy(np.repeat(np.arange(len(lengths)), lengths)).to(device)
-        self.lengths = torch.from_numpy(lengths).to(device)
-
-    def mean(self, flat: torch.Tensor) -> torch.Tensor:
-        """Block-average ``flat``: the (symmetric) Jacobian of isotonic regression applied to it.
-
-        Built from differentiable torch ops on constant indices, so the backward pass is itself
-        differentiable (the second derivative is zero almost everywhere, as it should be).
-        """
-        sums = flat.new_zeros(len(self.lengths)).index_add(0, self.segment, flat)
-        return (sums / self.lengths.to(flat.dtype))[self.segment]
-
-
-# --------------------------------------------------------------------------------------------
-# Forward passes (numpy, float64) and autograd Functions
-# --------------------------------------------------------------------------------------------
-
-
-def _sorted_rows(values: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
-    """Row-wise ascending sort: float64 sorted values and the int64 sorting permutation."""
-    sorted_values, order = torch.sort(values.detach(), dim=1)
-    return sorted_values.to(torch.float64).cpu().numpy(), order
 
 
 def _soft_rank_forward(
@@ -321,16 +320,19 @@ def _soft_rank_forward(
 
     On a block ``B`` the fit is ``mean_B(z) - mean_B(p)``, so ``r = (z - mean_B z) + mean_B p``;
     written this way a singleton block yields its position exactly (integer hard ranks).
+    Returns the ranks, the sorting permutation and the blocks.
     """
     z, order = _sorted_rows(values)
     z /= eps
     rows, n = z.shape
-    starts, lengths = _isotonic_blocks(z - _positions(n), increasing=True)
-    flat = z.ravel()
-    ranks = (flat - _block_mean(flat, starts, lengths)) + _block_mean_position(starts, lengths, n)
-    ranks_sorted = torch.from_numpy(ranks.reshape(rows, n)).to(values.device, values.dtype)
-    out = torch.empty_like(values).scatter_(1, order, ranks_sorted)
-    return out, order, _Blocks(starts, lengths, values.device)
+    blocks = _isotonic_blocks(z - _positions(n), increasing=True)
+    if blocks.singletons:
+        ranks = np.tile(_positions(n), (rows, 1))
+    else:
+        row_starts = np.arange(rows, dtype=np.float64)[:, None] * n
+        mean_p = blocks.mean_index().reshape(rows, n) - row_starts + 1.0
+        ranks = (z - blocks.mean(z.ravel()).reshape(rows, n)) + mean_p
+    return _unsort(ranks, order, values), order, blocks
 
 
 def _soft_sort_forward(
@@ -338,26 +340,56 @@ def _soft_sort_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, _Blocks]:
     """Soft sort ``s = iso_down(t - p / eps) + p / eps`` with ``t = sort(values)``.
 
-    On a block the output is ``mean_B(t) + (p - mean_B p) / eps``: exact hard-sorted values for
-    singleton blocks, and a block of equal-spaced values (step ``1 / eps``) around the mean
-    otherwise.
+    On a block the output is ``mean_B(t) + (p - mean_B p) / eps``: the hard-sorted value itself
+    for a singleton block, and equally spaced values (step ``1 / eps``) around the block mean
+    otherwise. Returns the soft-sorted values, the sorting permutation and the blocks.
     """
     t, order = _sorted_rows(values)
     rows, n = t.shape
-    p = _positions(n)
-    starts, lengths = _isotonic_blocks(t - p / eps, increasing=False)
-    flat = t.ravel()
-    p_flat = np.tile(p, rows)
-    out = (
-        _block_mean(flat, starts, lengths)
-        + (p_flat - _block_mean_position(starts, lengths, n)) / eps
-    )
-    result = torch.from_numpy(out.reshape(rows, n)).to(values.device, values.dtype)
-    return result, order, _Blocks(starts, lengths, values.device)
+    blocks = _isotonic_blocks(t - _positions(n) / eps, increasing=False)
+    out = t
+    if not blocks.singletons:
+        index = np.arange(t.size, dtype=np.float64)  # p - mean_B(p) == index - mean_B(index)
+        out = blocks.mean(t.ravel()) + (index - blocks.mean_index()) / eps
+    result = torch.from_numpy(np.ascontiguousarray(out).reshape(rows, n))
+    return result.to(values.device, values.dtype), order, blocks
+
+
+def _unsort(sorted_rows: np.ndarray, order: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Put row-sorted results back at the original positions: ``out[order[j]] = sorted[j]``."""
+    src = torch.from_numpy(np.ascontiguousarray(sorted_rows)).to(like.device, like.dtype)
+    return torch.empty_like(like).scatter_(1, order, src)
+
+
+# --------------------------------------------------------------------------------------------
+# Autograd: backward passes from the block structure
+# --------------------------------------------------------------------------------------------
+
+
+class _BlockAverage(torch.autograd.Function):
+    """``flat -> block means of flat``: the Jacobian of isotonic regression, as an operator.
+
+    The operator is linear and symmetric, so its backward is itself; that makes the soft
+    operators twice differentiable (the second derivative is zero almost everywhere, as it
+    should be for a piecewise-linear map) while the work stays in numpy's ``reduceat``.
+    """
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, blocks: _Blocks) -> torch.Tensor:
+        ctx.blocks = blocks
+        if blocks.singletons:
+            return flat.clone()
+        # Sum in float64: a block can hold a whole row, and float32 sums of n terms drift.
+        averaged = blocks.mean(flat.detach().cpu().to(torch.float64).numpy())
+        return torch.from_numpy(averaged).to(flat.device, flat.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return _BlockAverage.apply(grad.contiguous(), ctx.blocks), None
 
 
 def _work_dtype(grad: torch.Tensor) -> torch.Tensor:
-    """Half-precision gradients are averaged in float32 to keep block sums accurate."""
+    """Half-precision gradients are handled in float32 (numpy has no bfloat16)."""
     return grad.to(torch.promote_types(grad.dtype, torch.float32))
 
 
@@ -379,9 +411,10 @@ class _SoftRank(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (order,) = ctx.saved_tensors
         work = _work_dtype(grad)
-        g_sorted = work.gather(1, order).reshape(-1)
-        g_sorted = (g_sorted - ctx.blocks.mean(g_sorted)).view_as(order) / ctx.eps
-        return torch.zeros_like(work).scatter(1, order, g_sorted).to(grad.dtype), None
+        g_sorted = work.gather(1, order)
+        g_sorted = g_sorted - _BlockAverage.apply(g_sorted.view(-1), ctx.blocks).view_as(order)
+        g_values = torch.empty_like(work).scatter(1, order, g_sorted / ctx.eps)
+        return g_values.to(grad.dtype), None
 
 
 class _SoftSort(torch.autograd.Function):
@@ -401,6 +434,6 @@ class _SoftSort(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (order,) = ctx.saved_tensors
-        work = _work_dtype(grad)
-        g_sorted = ctx.blocks.mean(work.reshape(-1)).view_as(order)
-        return torch.zeros_like(work).scatter(1, order, g_sorted).to(grad.dtype), None
+        work = _work_dtype(grad).contiguous()
+        g_sorted = _BlockAverage.apply(work.view(-1), ctx.blocks).view_as(order)
+        return torch.empty_like(work).scatter(1, order, g_sorted).to(grad.dtype), None
