@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from ratingrl.feedback.segments import SegmentSet
+
+# Tiny nets run fastest on one thread, and two threads fight any other process on a 2-core box.
+torch.set_num_threads(1)
 
 
 def linear_segments(n: int, horizon: int = 10, obs_dim: int = 4, act_dim: int = 2, seed: int = 0):

@@ -345,6 +345,11 @@ def test_backend_resolution_without_torchsort(monkeypatch):
         soft_sort(values, backend="torchsort")
 
 
+def test_auto_backend_handles_bfloat16():
+    values = torch.randn(2, 6).to(torch.bfloat16)
+    torch.testing.assert_close(soft_rank(values), ours(soft_rank, values))
+
+
 def test_package_exports_the_same_function():
     assert exported_soft_rank is soft_rank
 

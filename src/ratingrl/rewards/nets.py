@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -192,7 +193,14 @@ class RewardEnsemble(nn.Module):
             config = RewardNetConfig(**payload["config"])
             model = cls(payload["obs_dim"], payload["act_dim"], config)
             model.load_state_dict(payload["state_dict"])
-        except (OSError, KeyError, RuntimeError, TypeError) as err:
+        except (
+            OSError,
+            KeyError,
+            RuntimeError,
+            TypeError,
+            EOFError,
+            pickle.UnpicklingError,
+        ) as err:
             raise ValueError(
                 f"{str(path)!r} is not a readable ratingrl reward model: {err}"
             ) from err
