@@ -163,10 +163,19 @@ def test_matches_permutahedron_projection_by_qp(seed):
 # --- limits ---------------------------------------------------------------------------------
 
 
-def test_far_apart_entries_give_exact_hard_ranks_and_sort():
+def test_exact_hard_ranks_when_sorted_gaps_are_at_least_the_strength():
     values = torch.tensor([[30.0, -10.0, 0.0, 20.0, 10.0], [5.0, 4.0, 3.0, 2.0, 1.0]])
-    assert torch.equal(ours(soft_rank, values, 0.1), values.argsort(1).argsort(1) + 1.0)
-    assert torch.equal(ours(soft_sort, values, 0.1), values.sort(1).values)
+    hard_ranks = values.argsort(1).argsort(1) + 1.0
+    assert torch.equal(ours(soft_rank, values, 1.0), hard_ranks)  # gaps 10 and 1 >= 1
+    assert not torch.equal(ours(soft_rank, values, 1.5), hard_ranks)  # gap 1 < 1.5
+
+
+def test_exact_hard_sort_when_sorted_gaps_are_at_most_one_over_strength():
+    values = torch.tensor([[30.0, -10.0, 0.0, 20.0, 10.0], [5.0, 4.0, 3.0, 2.0, 1.0]])
+    assert torch.equal(ours(soft_sort, values, 0.1), values.sort(1).values)  # gaps <= 10
+    # Wider gaps are pooled: soft_sort's strength acts on 1 / value units (as in torchsort).
+    pooled = ours(soft_sort, torch.tensor([0.0, 100.0]), 1.0)
+    assert torch.equal(pooled, torch.tensor([49.5, 50.5]))
 
 
 @pytest.mark.parametrize("n", [2, 7, 50])
@@ -345,9 +354,10 @@ def test_backend_resolution_without_torchsort(monkeypatch):
         soft_sort(values, backend="torchsort")
 
 
-def test_auto_backend_handles_bfloat16():
-    values = torch.randn(2, 6).to(torch.bfloat16)
-    torch.testing.assert_close(soft_rank(values), ours(soft_rank, values))
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_auto_backend_keeps_half_precision_on_our_implementation(dtype):
+    values = torch.randn(2, 6).to(dtype)
+    assert torch.equal(soft_rank(values), ours(soft_rank, values))
 
 
 def test_package_exports_the_same_function():

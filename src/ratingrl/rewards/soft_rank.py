@@ -3,8 +3,9 @@
 Rating-based reward learning compares *ranks* of predicted returns with the ranks the teacher
 gave, but hard ranks are piecewise constant, so their gradient is zero almost everywhere.
 Blondel et al. ("Fast Differentiable Sorting and Ranking", 2020) replace the linear program
-behind sorting with a projection onto the permutahedron, which turns ranks into a smooth
-function whose forward pass is a sort plus one isotonic regression.
+behind sorting with a projection onto the permutahedron, which turns ranks into a continuous,
+piecewise-linear function with useful gradients, computed by a sort plus one isotonic
+regression.
 
 With ``p = (1, 2, ..., n)``, ``eps`` the regularization strength and ``P(w)`` the permutahedron
 (convex hull of all permutations of ``w``), the ascending operators are::
@@ -14,7 +15,10 @@ With ``p = (1, 2, ..., n)``, ``eps`` the regularization strength and ``P(w)`` th
 
 As ``eps -> 0`` they become the hard sort and the hard ranks (1 for the smallest entry); as
 ``eps -> inf`` every output tends to the mean value, respectively the mean rank ``(n + 1) / 2``.
-These are exactly ``torchsort.soft_sort`` / ``torchsort.soft_rank`` with ``regularization="l2"``.
+Note the different scales: soft_rank is exactly the hard rank once every gap between sorted
+neighbours is >= ``eps``, while soft_sort is exactly the hard sort once every gap is
+<= ``1 / eps`` (widely spaced values get pooled by soft_sort unless ``eps`` is small).
+These match ``torchsort.soft_sort`` / ``torchsort.soft_rank`` with ``regularization="l2"``.
 
 Blondel et al. (Prop. 3) reduce each projection to isotonic regression on sorted inputs. With
 ``z`` sorted ascending (positions ``j = 1..n``), and ``iso_up`` / ``iso_down`` the best
@@ -35,6 +39,7 @@ from __future__ import annotations
 import functools
 import importlib
 import math
+import numbers
 from types import ModuleType
 from typing import Literal
 
@@ -46,6 +51,7 @@ __all__ = ["soft_rank", "soft_sort"]
 
 Backend = Literal["auto", "torch", "torchsort"]
 _BACKENDS = ("auto", "torch", "torchsort")
+_TORCHSORT_DTYPES = (torch.float32, torch.float64)  # "auto" keeps half precision here
 
 
 def soft_rank(
@@ -56,19 +62,23 @@ def soft_rank(
     Args:
         values: 1-D tensor of shape ``(n,)`` or 2-D tensor of shape ``(batch, n)``; each row is
             ranked independently. Floating point, finite.
-        regularization_strength: ``eps > 0``. Entries further apart than about ``eps`` get
-            (almost) their hard ranks; a large ``eps`` pulls every rank towards ``(n + 1) / 2``.
-            It is in the units of ``values``, so scale it with them.
-        backend: ``"torch"`` for this module's implementation, ``"torchsort"`` for the compiled
+        regularization_strength: ``eps > 0``, in the units of ``values``. If every gap between
+            sorted neighbours is at least ``eps`` the result is exactly the hard ranks; a large
+            ``eps`` pulls every rank towards ``(n + 1) / 2``.
+        backend: ``"torch"`` for this module's implementation (PAV runs in scipy on the CPU;
+            CUDA tensors round-trip through host memory), ``"torchsort"`` for the compiled
             torchsort extension (ImportError if it is missing), ``"auto"`` for torchsort when
-            it can be imported and this module otherwise. Both give the same values.
+            it can be imported (and supports the dtype), this module otherwise. Both backends
+            give the same values up to rounding.
 
     Returns:
         Ranks with the shape, dtype and device of ``values``, differentiable w.r.t. ``values``.
 
     Raises:
-        ValueError: for 0-D or >2-D input, NaN/inf entries, a non-positive strength or an
-            unknown backend.
+        ValueError: for 0-D or >2-D input, NaN/inf entries, a non-positive (or overflowing)
+            strength, or an unknown backend.
+        TypeError: if ``values`` is not a floating-point tensor.
+        ImportError: for ``backend="torchsort"`` when torchsort cannot be imported.
 
     Example:
         >>> import torch
@@ -88,9 +98,10 @@ def soft_sort(
     Args:
         values: 1-D tensor of shape ``(n,)`` or 2-D tensor of shape ``(batch, n)``; each row is
             sorted independently. Floating point, finite.
-        regularization_strength: ``eps > 0``. Sorted neighbours that are more than about ``eps``
-            apart keep their hard-sorted values; a large ``eps`` pulls every output towards the
-            row mean (the row sum is always preserved).
+        regularization_strength: ``eps > 0``, in *inverse* units of ``values``: if every gap
+            between sorted neighbours is at most ``1 / eps`` the result is exactly the hard
+            sort; wider gaps, or a larger ``eps``, pool neighbours towards their mean (the row
+            sum is always preserved).
         backend: ``"torch"``, ``"torchsort"`` or ``"auto"``; see :func:`soft_rank`.
 
     Returns:
@@ -98,8 +109,10 @@ def soft_sort(
         w.r.t. ``values``.
 
     Raises:
-        ValueError: for 0-D or >2-D input, NaN/inf entries, a non-positive strength or an
-            unknown backend.
+        ValueError: for 0-D or >2-D input, NaN/inf entries, a non-positive (or overflowing)
+            strength, or an unknown backend.
+        TypeError: if ``values`` is not a floating-point tensor.
+        ImportError: for ``backend="torchsort"`` when torchsort cannot be imported.
 
     Example:
         >>> import torch
@@ -120,7 +133,7 @@ def _dispatch(name: str, values: torch.Tensor, strength: float, backend: str) ->
     """Validate once, then run either implementation on a 2-D view of ``values``."""
     _check_values(name, values)
     eps = _check_strength(name, strength)
-    torchsort = _resolve_backend(name, backend)
+    torchsort = _resolve_backend(name, backend, values.dtype)
     if values.numel() == 0:
         return values.clone()  # nothing to rank; clone keeps the autograd graph intact
     _check_scale(name, values, eps)
@@ -149,7 +162,7 @@ def _check_values(name: str, values: torch.Tensor) -> None:
 
 def _check_strength(name: str, strength: float) -> float:
     """Return the strength as a float; it scales the inputs, so it must be finite and > 0."""
-    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)):
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real):
         raise ValueError(
             f"{name}: `regularization_strength` must be a positive number, got {strength!r}"
         )
@@ -162,8 +175,10 @@ def _check_strength(name: str, strength: float) -> float:
 
 
 def _check_scale(name: str, values: torch.Tensor, eps: float) -> None:
-    """Reject NaN/inf entries (they have no rank) and a strength so small that the scaled
-    inputs ``values / eps`` or ``n / eps`` overflow. One min/max pass, which propagates NaN.
+    """Reject NaN/inf entries and strengths so small that ``values / eps`` overflows.
+
+    NaN and inf have no rank, and an overflowing ``values / eps`` or ``n / eps`` would turn the
+    projection into NaNs silently. One min/max pass, which propagates NaN, covers both checks.
     """
     low, high = (float(v) for v in torch.aminmax(values.detach()))
     if not (math.isfinite(low) and math.isfinite(high)):
@@ -181,11 +196,15 @@ def _check_scale(name: str, values: torch.Tensor, eps: float) -> None:
         )
 
 
-def _resolve_backend(name: str, backend: str) -> ModuleType | None:
-    """Return the torchsort module to delegate to, or None to use this module's code."""
+def _resolve_backend(name: str, backend: str, dtype: torch.dtype) -> ModuleType | None:
+    """Return the torchsort module to delegate to, or None to use this module's code.
+
+    "auto" delegates float32/float64 only: torchsort has no bfloat16 kernel and would run the
+    whole projection in float16, where this module works in float64 and rounds once.
+    """
     if backend not in _BACKENDS:
         raise ValueError(f"{name}: `backend` must be one of {_BACKENDS}, got {backend!r}")
-    if backend == "torch":
+    if backend == "torch" or (backend == "auto" and dtype not in _TORCHSORT_DTYPES):
         return None
     module = _import_torchsort()
     if backend == "torchsort" and module is None:
@@ -413,7 +432,7 @@ class _SoftRank(torch.autograd.Function):
         work = _work_dtype(grad)
         g_sorted = work.gather(1, order)
         g_sorted = g_sorted - _BlockAverage.apply(g_sorted.view(-1), ctx.blocks).view_as(order)
-        g_values = torch.empty_like(work).scatter(1, order, g_sorted / ctx.eps)
+        g_values = torch.empty_like(work).scatter_(1, order, g_sorted / ctx.eps)
         return g_values.to(grad.dtype), None
 
 
@@ -436,4 +455,4 @@ class _SoftSort(torch.autograd.Function):
         (order,) = ctx.saved_tensors
         work = _work_dtype(grad).contiguous()
         g_sorted = _BlockAverage.apply(work.view(-1), ctx.blocks).view_as(order)
-        return torch.empty_like(work).scatter(1, order, g_sorted).to(grad.dtype), None
+        return torch.empty_like(work).scatter_(1, order, g_sorted).to(grad.dtype), None
