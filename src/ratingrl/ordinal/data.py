@@ -52,6 +52,8 @@ class ImageTaskConfig:
     """Radius increase per ordinal value in the size task."""
 
     def __post_init__(self) -> None:
+        if self.cell < 3:
+            raise ValueError("cell must be at least 3 pixels to keep squares apart")
         if self.image_size % self.cell:
             raise ValueError("image_size must be a multiple of cell")
         if (self.image_size // self.cell) ** 2 < self.num_values - 1:
@@ -90,7 +92,7 @@ def render_count(counts: np.ndarray, rng: np.random.Generator, cfg: ImageTaskCon
     cells = per_row * per_row
     rank = np.argsort(np.argsort(rng.random((n, cells)), axis=1), axis=1)
     occupied = rank < counts[:, None]
-    offsets = rng.integers(0, cell - 1, size=(n, cells, 2))
+    offsets = rng.integers(0, cell - 2, size=(n, cells, 2))  # leaves a gap between squares
     brightness = rng.uniform(0.4, 1.0, size=(n, cells)) * occupied
     images = np.zeros((n, side, side))
     rows = np.arange(n)
