@@ -1,0 +1,287 @@
+"""The ``ratingrl`` command: thin wrappers that parse options and call the library.
+
+ratingrl pool   --env HalfCheetah-v5                  # build/cache a pool of segments
+ratingrl rate   --env HalfCheetah-v5 --ratings 500    # a simulated teacher rates it
+ratingrl reward train --data rated.parquet --method r4 --out reward.pt
+ratingrl bench fidelity --env HalfCheetah-v5 --methods r4,rbrl --ratings 100,300,1000
+ratingrl plot results.json --out fidelity.png
+ratingrl demo
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Reward functions and policies from ratings (RbRL, R4, multi-task, Bradley-Terry).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+bench_app = typer.Typer(help="Benchmarks that write JSON reports.", no_args_is_help=True)
+reward_app = typer.Typer(help="Learn reward models from rated datasets.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+app.add_typer(reward_app, name="reward")
+console = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise _fail(f"--{name} takes comma-separated whole numbers, got {text!r}") from None
+
+
+def _floats(text: str, name: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise _fail(f"--{name} takes comma-separated numbers, got {text!r}") from None
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+EnvOpt = Annotated[
+    str, typer.Option("--env", help="Gymnasium id (HalfCheetah-v5) or dmc/domain-task")
+]
+ThreadsOpt = Annotated[int, typer.Option(help="PyTorch threads (tiny nets run best on 1)")]
+
+
+# -- pool / rate / reward ----------------------------------------------------------------------
+@app.command()
+def pool(
+    env: EnvOpt = "HalfCheetah-v5",
+    episodes_per_policy: Annotated[int, typer.Option(help="episodes per (stage, noise)")] = 4,
+    seed: int = 0,
+) -> None:
+    """Build (or find in the cache) a pool of segments from behaviour of every quality."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from ratingrl.experiments.fidelity import default_pool_spec
+    from ratingrl.feedback.envs import EnvError, make_env
+    from ratingrl.feedback.pool import cached_pool, pool_path
+    from ratingrl.rl.behaviour import build_pool
+
+    try:
+        make_env(env).close()
+    except EnvError as err:
+        raise _fail(str(err)) from None
+    spec = replace(default_pool_spec(env), episodes_per_policy=episodes_per_policy, seed=seed)
+    segments = cached_pool(spec, build_pool)
+    returns = segments.true_returns
+    console.print(
+        f"{len(segments)} segments of {spec.horizon} steps in {pool_path(spec)}\n"
+        f"segment return: min {returns.min():.1f}, median {float(np.median(returns)):.1f}, "
+        f"max {returns.max():.1f}"
+    )
+
+
+@app.command()
+def rate(
+    out: Annotated[Path, typer.Option(help="rated dataset to write (.parquet)")],
+    env: EnvOpt = "HalfCheetah-v5",
+    ratings: Annotated[int, typer.Option(help="how many segments to rate")] = 500,
+    classes: Annotated[int, typer.Option(help="rating levels (quantile bins of the pool)")] = 4,
+    noise: Annotated[float, typer.Option(help="probability of a uniformly random rating")] = 0.0,
+    seed: int = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
+) -> None:
+    """Have a simulated teacher rate segments of the pool; save them as a dataset."""
+    import numpy as np
+
+    from ratingrl.experiments.fidelity import default_pool_spec
+    from ratingrl.feedback.io import save_rated
+    from ratingrl.feedback.pool import cached_pool
+    from ratingrl.feedback.segments import FeedbackError
+    from ratingrl.feedback.teachers import Bins, RatingTeacher, UniformRelabel
+    from ratingrl.rl.behaviour import build_pool
+
+    if out.exists() and not overwrite:
+        raise _fail(f"{out} exists; pass --overwrite to replace it")
+    try:
+        segments = cached_pool(default_pool_spec(env), build_pool)
+        rng = np.random.default_rng(seed)
+        if ratings > len(segments):
+            raise FeedbackError(f"--ratings {ratings} exceeds the pool's {len(segments)} segments")
+        noise_models = (UniformRelabel(noise),) if noise else ()
+        teacher = RatingTeacher(Bins.quantile(classes, segments.true_returns), noise_models)
+        chosen = np.sort(rng.choice(len(segments), ratings, replace=False))
+        data = teacher.rate_dataset(segments.subset(chosen), rng)
+    except (FeedbackError, ValueError) as err:
+        raise _fail(str(err)) from None
+    save_rated(data, out)
+    console.print(f"wrote {len(data)} ratings to {out}; per class: {data.class_counts().tolist()}")
+
+
+@reward_app.command("train")
+def reward_train(
+    data: Annotated[Path, typer.Option(help="rated dataset (.parquet) from `ratingrl rate`")],
+    out: Annotated[Path, typer.Option(help="where to save the reward model (.pt)")],
+    method: Annotated[str, typer.Option(help="r4 | rbrl | multitask | regression")] = "r4",
+    epochs: int = 60,
+    hidden: Annotated[str, typer.Option(help="hidden widths, comma-separated")] = "64,64",
+    ensemble: int = 3,
+    seed: int = 0,
+    threads: ThreadsOpt = 1,
+) -> None:
+    """Train a reward ensemble on a rated dataset and report held-out agreement."""
+    from ratingrl.feedback.io import load_rated
+    from ratingrl.feedback.segments import FeedbackError
+    from ratingrl.rewards.nets import RewardNetConfig
+    from ratingrl.rewards.training import TrainerConfig, method_config, train_reward_model
+
+    _set_threads(threads)
+    try:
+        dataset = load_rated(data)
+        config = TrainerConfig(
+            epochs=epochs,
+            batch_size=64,
+            seed=seed,
+            net=RewardNetConfig(hidden=_ints(hidden, "hidden"), ensemble_size=ensemble),
+        )
+        result = train_reward_model(dataset, method_config(method), config)
+    except (FeedbackError, ValueError) as err:
+        raise _fail(str(err)) from None
+    result.model.save(out, method=method, dataset=str(data), history=result.history)
+    console.print(
+        f"{method}: best epoch {result.best_epoch}, validation Kendall tau "
+        f"{result.best_val_score:.3f}; saved to {out}"
+    )
+
+
+# -- benchmarks, plots, demo -------------------------------------------------------------------
+@bench_app.command("fidelity")
+def bench_fidelity(
+    out: Annotated[Path, typer.Option(help="JSON report to write")] = Path("fidelity.json"),
+    env: EnvOpt = "HalfCheetah-v5",
+    methods: Annotated[
+        str, typer.Option(help="comma-separated")
+    ] = "r4,rbrl,multitask,bt,regression",
+    ratings: Annotated[str, typer.Option(help="labels per run, comma-separated")] = "1000",
+    classes: Annotated[str, typer.Option(help="rating levels, comma-separated")] = "4",
+    noise: Annotated[str, typer.Option(help="uniform relabel probability, comma-separated")] = "0",
+    seeds: int = 3,
+    epochs: int = 60,
+    hidden: Annotated[str, typer.Option(help="reward net widths")] = "64,64",
+    workers: Annotated[int, typer.Option(help="parallel processes (1 thread each)")] = 2,
+) -> None:
+    """Learn rewards from N ratings with each method; score Kendall tau on held-out segments."""
+    from dataclasses import replace
+
+    from ratingrl.experiments.fidelity import FidelityConfig, run_fidelity
+    from ratingrl.feedback.envs import EnvError, make_env
+
+    try:
+        make_env(env).close()
+        base = FidelityConfig(env_id=env)
+        config = FidelityConfig(
+            env_id=env,
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+            ratings=_ints(ratings, "ratings"),
+            classes=_ints(classes, "classes"),
+            noise=_floats(noise, "noise"),
+            seeds=seeds,
+            trainer=replace(
+                base.trainer,
+                epochs=epochs,
+                net=replace(base.trainer.net, hidden=_ints(hidden, "hidden")),
+            ),
+            workers=workers,
+        )
+    except (EnvError, ValueError) as err:
+        raise _fail(str(err)) from None
+    report = run_fidelity(config, out)
+    _print_fidelity(report)
+    console.print(f"report written to {out} ({report['wall_time_s']:.0f} s)")
+
+
+def _print_fidelity(report: dict) -> None:
+    for condition in report["conditions"]:
+        table = Table(
+            title=f"{report['config']['env_id']}: N={condition['ratings']} "
+            f"K={condition['classes']} noise={condition['noise']:g}"
+        )
+        for column in ("method", "Kendall tau", "Spearman", "label acc.", "s/run"):
+            table.add_column(column)
+        for method, r in condition["results"].items():
+            table.add_row(
+                method,
+                *(f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in ("kendall_tau", "spearman")),
+                f"{r['label_accuracy']['mean']:.3f}",
+                f"{r['wall_time_s']:.1f}",
+            )
+        console.print(table)
+
+
+try:  # the ordinal benchmark is optional until its module lands
+    from ratingrl.experiments.ordinal_bench import ordinal_command
+
+    bench_app.command("ordinal")(ordinal_command)
+except ImportError:  # pragma: no cover
+    pass
+
+
+@app.command()
+def plot(
+    reports: Annotated[list[Path], typer.Argument(help="fidelity JSON reports")],
+    out: Annotated[Path, typer.Option(help="figure to write (.png/.pdf)")] = Path("fidelity.png"),
+    metric: Annotated[str, typer.Option(help="kendall_tau | spearman | label_accuracy")] = (
+        "kendall_tau"
+    ),
+) -> None:
+    """Plot a metric against ratings, noise and number of classes from fidelity reports."""
+    from ratingrl.experiments.plots import load_reports, plot_fidelity
+
+    try:
+        path = plot_fidelity(load_reports(reports), out, metric)
+    except (ValueError, KeyError) as err:
+        raise _fail(str(err)) from None
+    console.print(f"figure written to {path}")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option(help="where results go")] = Path("demo_out"),
+    ratings: int = 500,
+    seed: int = 0,
+    threads: ThreadsOpt = 1,
+) -> None:
+    """Ratings -> reward on HalfCheetah-v5: pool, 4-class teacher, R4 and RbRL, table, plot."""
+    from ratingrl.experiments.demo import DemoConfig, run_demo
+
+    _set_threads(threads)
+    results = run_demo(DemoConfig(ratings=ratings, seed=seed, out_dir=str(out_dir)))
+    table = Table(title=f"Learned reward vs true return on held-out segments ({ratings} ratings)")
+    for column in ("method", "Kendall tau", "Spearman", "label accuracy", "train s"):
+        table.add_column(column)
+    for name, r in results.items():
+        table.add_row(
+            name,
+            f"{r['kendall_tau']:.3f}",
+            f"{r['spearman']:.3f}",
+            f"{r['label_accuracy']:.3f}",
+            f"{r['train_time_s']:.0f}",
+        )
+    console.print(table)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    console.print(f"plot: {out_dir / 'fidelity.png'}; dataset: {out_dir / 'rated.parquet'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

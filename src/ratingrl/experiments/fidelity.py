@@ -1,0 +1,268 @@
+"""Reward-fidelity benchmark: how well does each method's learned reward order unseen behaviour?
+
+Protocol (one run = method x ratings N x classes K x noise P x seed):
+
+1. A pool of segments from behaviour of every quality (see ``ratingrl.feedback.pool``) is split
+   by episode into training and held-out parts (no episode in both).
+2. A simulated teacher rates N training segments: K quantile bins over the training part's true
+   returns, then uniform relabelling with probability P. ``bt`` instead gets N preference pairs
+   from the oracle teacher, whose answer is replaced by a coin flip with probability P (the
+   same "random answer" noise).
+3. The method trains a reward ensemble (shared trainer, 10% validation split for selection).
+4. On held-out segments: Kendall tau and Spearman between the predicted and true segment
+   returns, and label accuracy (the held-out segments' clean ratings recovered by cutting the
+   predicted order at the true class proportions).
+
+Within a seed all rating methods see the same segments and the same labels. Runs are spread
+over worker processes (one thread each), which on a 2-core machine is faster than one process
+with two threads for nets this small.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+
+from ratingrl.feedback.io import atomic_write_bytes, load_segments
+from ratingrl.feedback.pool import PoolSpec, cached_pool, pool_path, split_by_episode
+from ratingrl.feedback.segments import PreferencePairs, SegmentSet
+from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher, UniformRelabel
+from ratingrl.progress import progress_bar
+from ratingrl.rewards.metrics import kendall_tau, pair_accuracy, quantile_label_accuracy, spearman
+from ratingrl.rewards.nets import RewardNetConfig
+from ratingrl.rewards.training import METHODS, TrainerConfig, method_config, train_reward_model
+
+__all__ = ["FidelityConfig", "run_fidelity", "summarise", "default_pool_spec"]
+
+RATING_METRICS = ("kendall_tau", "spearman", "label_accuracy")
+
+
+def default_pool_spec(env_id: str) -> PoolSpec:
+    """The pool every fidelity benchmark of ``env_id`` uses unless told otherwise."""
+    return PoolSpec(env_id)
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """One benchmark sweep: the product of ``ratings`` x ``classes`` x ``noise`` x seeds."""
+
+    env_id: str = "HalfCheetah-v5"
+    methods: tuple[str, ...] = ("r4", "rbrl", "multitask", "bt", "regression")
+    ratings: tuple[int, ...] = (1000,)
+    classes: tuple[int, ...] = (4,)
+    noise: tuple[float, ...] = (0.0,)
+    seeds: int = 3
+    test_fraction: float = field(default=0.3, metadata={"help": "episodes held out for scoring"})
+    max_test_segments: int = 2000
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(
+            epochs=60,
+            batch_size=64,
+            patience=10,
+            net=RewardNetConfig(hidden=(64, 64), ensemble_size=3),
+        )
+    )
+    r4_groups_per_batch: int = field(
+        default=16, metadata={"help": "R4 groups per batch (x K segments; 64 in the paper)"}
+    )
+    pool: PoolSpec | None = None
+    workers: int = 2
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known methods: {sorted(METHODS)}")
+        if not self.methods:
+            raise ValueError("methods is empty")
+        if any(n < 10 for n in self.ratings):
+            raise ValueError(f"ratings must each be >= 10, got {self.ratings}")
+        if any(k < 2 for k in self.classes):
+            raise ValueError(f"classes must each be >= 2, got {self.classes}")
+        if any(not 0 <= p <= 1 for p in self.noise):
+            raise ValueError(f"noise must each be in [0, 1], got {self.noise}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.pool is None:
+            object.__setattr__(self, "pool", default_pool_spec(self.env_id))
+        elif self.pool.env_id != self.env_id:
+            raise ValueError(f"pool is for {self.pool.env_id!r}, not {self.env_id!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Job:
+    method: str
+    ratings: int
+    classes: int
+    noise: float
+    seed: int
+
+
+# -- one run ---------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=2)
+def _load_pool(path: str) -> SegmentSet:
+    return load_segments(path)[0]
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _pairs(segments: SegmentSet, train: np.ndarray, n: int, noise: float, rng) -> PreferencePairs:
+    first = segments.subset(rng.choice(train, n))
+    second = segments.subset(rng.choice(train, n))
+    teacher = PreferenceTeacher(mistake=noise / 2)
+    labels, _ = teacher.label(first, second, rng)
+    return PreferencePairs(first, second, labels, teacher.to_dict())
+
+
+def run_one(config: FidelityConfig, pool_file: str, job: _Job) -> dict:
+    """Train one method on one labelled sample and score it on held-out segments."""
+    segments = _load_pool(pool_file)
+    split_rng = np.random.default_rng([job.seed, 0])
+    train, test = split_by_episode(segments, config.test_fraction, split_rng)
+    if len(test) > config.max_test_segments:
+        test = np.sort(split_rng.choice(test, config.max_test_segments, replace=False))
+    if job.ratings > len(train) and job.method != "bt":
+        raise ValueError(
+            f"ratings={job.ratings} exceeds the {len(train)} training segments of the pool"
+        )
+    bins = Bins.quantile(job.classes, segments.true_returns[train])
+    teacher = RatingTeacher(bins, (UniformRelabel(job.noise),) if job.noise else ())
+    label_rng = np.random.default_rng([job.seed, job.ratings, job.classes, round(job.noise * 1e6)])
+    if job.method == "bt":
+        data = _pairs(segments, train, job.ratings, job.noise, label_rng)
+        method = method_config("bt")
+    else:
+        chosen = np.sort(label_rng.choice(train, job.ratings, replace=False))
+        data = teacher.rate_dataset(segments.subset(chosen), label_rng)
+        overrides = {"groups_per_batch": config.r4_groups_per_batch} if job.method == "r4" else {}
+        method = method_config(job.method, **overrides)
+    start = time.perf_counter()
+    result = train_reward_model(data, method, replace(config.trainer, seed=job.seed))
+    held_out = segments.subset(test)
+    pred = result.model.predict_returns(held_out.obs, held_out.acts).mean(0)
+    truth = held_out.true_returns
+    row = {
+        **asdict(job),
+        "kendall_tau": kendall_tau(pred, truth),
+        "spearman": spearman(pred, truth),
+        "label_accuracy": quantile_label_accuracy(pred, bins.classify(truth), job.classes),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    if job.method == "bt":
+        rng = np.random.default_rng([job.seed, 1])
+        a, b = rng.choice(len(test), (2, 2000))
+        row["pair_accuracy"] = pair_accuracy(pred[a], pred[b], (truth[b] > truth[a]).astype(float))
+    return row
+
+
+# -- the sweep -------------------------------------------------------------------------------
+def _jobs(config: FidelityConfig) -> list[_Job]:
+    grid = product(
+        range(config.seeds), config.ratings, config.classes, config.noise, config.methods
+    )
+    return [_Job(m, n, k, p, s) for s, n, k, p, m in grid]
+
+
+def _mean_std(values: Sequence[float]) -> dict:
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(np.nanmean(arr)), "std": float(np.nanstd(arr)), "n": int(arr.size)}
+
+
+def summarise(rows: list[dict], methods: Sequence[str]) -> list[dict]:
+    """Group run rows by condition and method: mean and std over seeds of every metric."""
+    conditions: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["ratings"], row["classes"], row["noise"])
+        conditions.setdefault(key, {})
+        conditions[key].setdefault(row["method"], []).append(row)
+    out = []
+    for (n, k, p), by_method in sorted(conditions.items()):
+        results = {}
+        for method in methods:
+            runs = by_method.get(method, [])
+            if not runs:
+                continue
+            entry = {m: _mean_std([r[m] for r in runs]) for m in RATING_METRICS}
+            if method == "bt":
+                entry["pair_accuracy"] = _mean_std([r["pair_accuracy"] for r in runs])
+            entry["wall_time_s"] = float(np.mean([r["wall_time_s"] for r in runs]))
+            results[method] = entry
+        out.append({"ratings": n, "classes": k, "noise": p, "results": results})
+    return out
+
+
+def ensure_pool(config: FidelityConfig, progress: bool = True) -> Path:
+    """Build (or find) the pool on disk and return its path, so workers only read it."""
+    from ratingrl.rl.behaviour import build_pool
+
+    assert config.pool is not None
+    cached_pool(config.pool, functools.partial(build_pool, progress=progress), config.cache_dir)
+    return pool_path(config.pool, config.cache_dir)
+
+
+def run_fidelity(
+    config: FidelityConfig,
+    out: str | Path | None = None,
+    progress: bool = True,
+    on_row: Callable[[dict], None] | None = None,
+) -> dict:
+    """Run the sweep, write ``out`` (JSON) when given, and return the report."""
+    started = time.perf_counter()
+    pool_file = str(ensure_pool(config, progress))
+    jobs = _jobs(config)
+    rows: list[dict] = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"fidelity {config.env_id}", total=len(jobs))
+
+        def done(row: dict) -> None:
+            rows.append(row)
+            bar.advance(task)
+            bar.update(
+                task,
+                status=f"{row['method']} N={row['ratings']} K={row['classes']} "
+                f"p={row['noise']:g}: tau {row['kendall_tau']:.3f}",
+            )
+            if on_row is not None:
+                on_row(row)
+
+        if config.workers <= 1:
+            _worker_init()
+            for job in jobs:
+                done(run_one(config, pool_file, job))
+        else:
+            context = mp.get_context("spawn")
+            with ProcessPoolExecutor(config.workers, context, initializer=_worker_init) as ex:
+                futures = [ex.submit(run_one, config, pool_file, job) for job in jobs]
+                for future in as_completed(futures):
+                    done(future.result())
+    conditions = summarise(rows, config.methods)
+    report = {
+        "config": config.to_dict(),
+        "pool_file": pool_file,
+        "conditions": conditions,
+        "runs": rows,
+        "wall_time_s": time.perf_counter() - started,
+    }
+    if len(conditions) == 1:
+        report["results"] = conditions[0]["results"]
+    if out is not None:
+        atomic_write_bytes(out, json.dumps(report, indent=2).encode())
+    return report
