@@ -112,8 +112,9 @@ def test_supervised_training_beats_chance_on_counting(head: str) -> None:
 
     train = OrdinalImages(pool.images[keep], pool.labels[keep], pool.tasks[keep])
     net = OrdinalCNN(num_values=4, head=head, generator=torch.Generator().manual_seed(0))
-    losses = train_supervised(net, train, SupervisedConfig(steps=150, batch_size=32, lr=3e-3),
-                              np.random.default_rng(2))
+    losses = train_supervised(
+        net, train, SupervisedConfig(steps=150, batch_size=32, lr=3e-3), np.random.default_rng(2)
+    )
     assert np.mean(losses[-20:]) < np.mean(losses[:20])
     pred = predict_pool(net, test)[test.tasks == 0]
     assert (pred == test.labels[test.tasks == 0]).mean() > 0.45  # chance is 0.25

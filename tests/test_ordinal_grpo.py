@@ -117,16 +117,18 @@ def test_mutation_replaces_k_answers_only_in_selected_zero_variance_groups() -> 
 def test_mutation_picks_the_lowest_rewards_of_a_near_flat_group() -> None:
     rewards = torch.tensor([[0.50, 0.52, 0.49, 0.51]])
     cfg = MutationConfig(probability=1.0, num_replaced=1, zero_var_tol=0.1)
-    _, mask = mutate_groups(torch.zeros(1, 4, 1), rewards, torch.ones(1, 1), cfg,
-                            torch.Generator().manual_seed(0))
+    _, mask = mutate_groups(
+        torch.zeros(1, 4, 1), rewards, torch.ones(1, 1), cfg, torch.Generator().manual_seed(0)
+    )
     assert mask[0].tolist() == [False, False, True, False]
 
 
 def test_mutation_probability_is_respected() -> None:
     rewards = torch.zeros(4000, 4)
     cfg = MutationConfig(probability=0.3, num_replaced=1)
-    _, mask = mutate_groups(torch.zeros(4000, 4, 1), rewards, torch.ones(4000, 1), cfg,
-                            torch.Generator().manual_seed(0))
+    _, mask = mutate_groups(
+        torch.zeros(4000, 4, 1), rewards, torch.ones(4000, 1), cfg, torch.Generator().manual_seed(0)
+    )
     assert mask.any(1).float().mean().item() == pytest.approx(0.3, abs=0.03)
 
 
@@ -141,8 +143,16 @@ def test_mutation_rescues_a_confidently_wrong_policy() -> None:
         ref = copy.deepcopy(policy).requires_grad_(False)
         opt = torch.optim.Adam(policy.parameters(), lr=0.3)
         gen = torch.Generator().manual_seed(0)
-        hist = train_grpo(policy, ref, opt, lambda s: _reg_batch(targets), 40,
-                          GRPOConfig(kl_beta=0.0), gen, mutation)
+        hist = train_grpo(
+            policy,
+            ref,
+            opt,
+            lambda s: _reg_batch(targets),
+            40,
+            GRPOConfig(kl_beta=0.0),
+            gen,
+            mutation,
+        )
         results[name] = (policy.logits.softmax(-1)[0, 0, 9].item(), hist)
     assert results["plain"][0] < 1e-6
     assert all(s.zero_variance_fraction == 1.0 for s in results["plain"][1])
@@ -155,8 +165,14 @@ def test_zero_variance_detection_and_step_statistics() -> None:
     policy = TablePolicy(torch.zeros(3, 2, 10))
     ref = copy.deepcopy(policy).requires_grad_(False)
     opt = torch.optim.SGD(policy.parameters(), lr=0.0)
-    stats = grpo_step(policy, ref, opt, _reg_batch(np.full((3, 2), 4.0)), GRPOConfig(),
-                      torch.Generator().manual_seed(0))
+    stats = grpo_step(
+        policy,
+        ref,
+        opt,
+        _reg_batch(np.full((3, 2), 4.0)),
+        GRPOConfig(),
+        torch.Generator().manual_seed(0),
+    )
     assert 0.0 <= stats.reward_mean <= 1.0 and stats.kl == pytest.approx(0.0, abs=1e-7)
     assert stats.mutated_fraction == 0.0
 
@@ -172,8 +188,15 @@ def test_two_stage_schedule_switches_reward_after_stage_one() -> None:
         seen.append(name)
         return GRPOBatch(None, lambda a: torch.rand(a.shape[:2]))
 
-    train_grpo(policy, ref, torch.optim.SGD(policy.parameters(), lr=0.1), make_batch, 5,
-               GRPOConfig(group_size=4), torch.Generator().manual_seed(0))
+    train_grpo(
+        policy,
+        ref,
+        torch.optim.SGD(policy.parameters(), lr=0.1),
+        make_batch,
+        5,
+        GRPOConfig(group_size=4),
+        torch.Generator().manual_seed(0),
+    )
     assert seen == ["regression"] * 3 + ["joint"] * 2
 
 
@@ -182,6 +205,12 @@ def test_inner_updates_make_clipping_active() -> None:
     ref = copy.deepcopy(policy).requires_grad_(False)
     opt = torch.optim.SGD(policy.parameters(), lr=20.0)
     targets = np.random.default_rng(0).integers(0, 10, size=(4, 2)).astype(float)
-    stats = grpo_step(policy, ref, opt, _reg_batch(targets), GRPOConfig(inner_updates=3),
-                      torch.Generator().manual_seed(0))
+    stats = grpo_step(
+        policy,
+        ref,
+        opt,
+        _reg_batch(targets),
+        GRPOConfig(inner_updates=3),
+        torch.Generator().manual_seed(0),
+    )
     assert stats.clip_fraction > 0.0

@@ -31,7 +31,7 @@ console = Console()
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -59,30 +59,49 @@ EnvOpt = Annotated[
     str, typer.Option("--env", help="Gymnasium id (HalfCheetah-v5) or dmc/domain-task")
 ]
 ThreadsOpt = Annotated[int, typer.Option(help="PyTorch threads (tiny nets run best on 1)")]
+PoolStepsOpt = Annotated[
+    str,
+    typer.Option(help="PPO steps at which behaviour is snapshotted for the pool (comma-separated)"),
+]
+PoolEpisodesOpt = Annotated[int, typer.Option(help="pool episodes per (snapshot, noise level)")]
+PoolMaxStepsOpt = Annotated[int, typer.Option(help="pool episodes are cut at this many steps")]
+DEFAULT_POOL_STEPS = "0,25000,50000,100000,200000"
+
+
+def _pool_spec(env: str, steps: str, episodes: int, max_steps: int, seed: int = 0):
+    """The pool for ``env``; rejects an unknown environment before anything is built."""
+    from ratingrl.feedback.envs import make_env
+    from ratingrl.feedback.pool import PoolSpec
+
+    make_env(env).close()
+    return PoolSpec(
+        env,
+        train_steps=_ints(steps, "pool-steps"),
+        episodes_per_policy=episodes,
+        max_episode_steps=max_steps,
+        seed=seed,
+    )
 
 
 # -- pool / rate / reward ----------------------------------------------------------------------
 @app.command()
 def pool(
     env: EnvOpt = "HalfCheetah-v5",
-    episodes_per_policy: Annotated[int, typer.Option(help="episodes per (stage, noise)")] = 4,
+    pool_steps: PoolStepsOpt = DEFAULT_POOL_STEPS,
+    pool_episodes: PoolEpisodesOpt = 4,
+    pool_max_steps: PoolMaxStepsOpt = 1000,
     seed: int = 0,
 ) -> None:
     """Build (or find in the cache) a pool of segments from behaviour of every quality."""
-    from dataclasses import replace
-
     import numpy as np
 
-    from ratingrl.experiments.fidelity import default_pool_spec
-    from ratingrl.feedback.envs import EnvError, make_env
     from ratingrl.feedback.pool import cached_pool, pool_path
     from ratingrl.rl.behaviour import build_pool
 
     try:
-        make_env(env).close()
-    except EnvError as err:
+        spec = _pool_spec(env, pool_steps, pool_episodes, pool_max_steps, seed)
+    except ValueError as err:
         raise _fail(str(err)) from None
-    spec = replace(default_pool_spec(env), episodes_per_policy=episodes_per_policy, seed=seed)
     segments = cached_pool(spec, build_pool)
     returns = segments.true_returns
     console.print(
@@ -101,11 +120,15 @@ def rate(
     noise: Annotated[float, typer.Option(help="probability of a uniformly random rating")] = 0.0,
     seed: int = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
+    pool_steps: PoolStepsOpt = DEFAULT_POOL_STEPS,
+    pool_episodes: PoolEpisodesOpt = 4,
+    pool_max_steps: PoolMaxStepsOpt = 1000,
 ) -> None:
     """Have a simulated teacher rate segments of the pool; save them as a dataset."""
+    from dataclasses import replace
+
     import numpy as np
 
-    from ratingrl.experiments.fidelity import default_pool_spec
     from ratingrl.feedback.io import save_rated
     from ratingrl.feedback.pool import cached_pool
     from ratingrl.feedback.segments import FeedbackError
@@ -115,7 +138,8 @@ def rate(
     if out.exists() and not overwrite:
         raise _fail(f"{out} exists; pass --overwrite to replace it")
     try:
-        segments = cached_pool(default_pool_spec(env), build_pool)
+        spec = _pool_spec(env, pool_steps, pool_episodes, pool_max_steps)
+        segments = cached_pool(spec, build_pool)
         rng = np.random.default_rng(seed)
         if ratings > len(segments):
             raise FeedbackError(f"--ratings {ratings} exceeds the pool's {len(segments)} segments")
@@ -123,6 +147,7 @@ def rate(
         teacher = RatingTeacher(Bins.quantile(classes, segments.true_returns), noise_models)
         chosen = np.sort(rng.choice(len(segments), ratings, replace=False))
         data = teacher.rate_dataset(segments.subset(chosen), rng)
+        data = replace(data, source={**data.source, "env_id": env, "pool": spec.to_dict()})
     except (FeedbackError, ValueError) as err:
         raise _fail(str(err)) from None
     save_rated(data, out)
@@ -180,18 +205,21 @@ def bench_fidelity(
     epochs: int = 60,
     hidden: Annotated[str, typer.Option(help="reward net widths")] = "64,64",
     workers: Annotated[int, typer.Option(help="parallel processes (1 thread each)")] = 2,
+    pool_steps: PoolStepsOpt = DEFAULT_POOL_STEPS,
+    pool_episodes: PoolEpisodesOpt = 4,
+    pool_max_steps: PoolMaxStepsOpt = 1000,
 ) -> None:
     """Learn rewards from N ratings with each method; score Kendall tau on held-out segments."""
     from dataclasses import replace
 
     from ratingrl.experiments.fidelity import FidelityConfig, run_fidelity
-    from ratingrl.feedback.envs import EnvError, make_env
 
     try:
-        make_env(env).close()
-        base = FidelityConfig(env_id=env)
+        spec = _pool_spec(env, pool_steps, pool_episodes, pool_max_steps)
+        base = FidelityConfig(env_id=env, pool=spec)
         config = FidelityConfig(
             env_id=env,
+            pool=spec,
             methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
             ratings=_ints(ratings, "ratings"),
             classes=_ints(classes, "classes"),
@@ -204,7 +232,7 @@ def bench_fidelity(
             ),
             workers=workers,
         )
-    except (EnvError, ValueError) as err:
+    except ValueError as err:
         raise _fail(str(err)) from None
     report = run_fidelity(config, out)
     _print_fidelity(report)

@@ -147,7 +147,9 @@ def _read(path: str | Path, kind: str) -> tuple[pa.Table, dict]:
 
 def _column_array(table: pa.Table, name: str, shape: tuple[int, ...]) -> np.ndarray:
     column = table.column(name).combine_chunks()
-    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(table), *shape)
+    # Arrow memory is read-only; torch (and users) expect arrays they can write to.
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return np.array(flat, copy=True).reshape(len(table), *shape)
 
 
 def _segments_from(table: pa.Table, meta: dict, prefix: str = "") -> SegmentSet:
