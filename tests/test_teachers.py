@@ -139,3 +139,18 @@ def test_preference_presets_and_roundtrip():
     assert teacher_from_dict(PreferenceTeacher().to_dict()) == PreferenceTeacher()
     with pytest.raises(FeedbackError, match="unknown preference teacher 'lazy'"):
         PreferenceTeacher.preset("lazy")
+
+
+def test_teacher_source_answers_what_was_requested():
+    from ratingrl.feedback.sources import RatingSource, TeacherSource
+
+    teacher = RatingTeacher(Bins.fixed([-100, 0, 100]))
+    source = TeacherSource(teacher, np.random.default_rng(0))
+    assert isinstance(source, RatingSource)
+    assert source.collect() is None
+    source.request(segments_with_returns([-5, 5]))
+    source.request(segments_with_returns([7]))
+    rated = source.collect(timeout=10)
+    np.testing.assert_array_equal(rated.ratings, [0, 1, 1])
+    assert rated.source["type"] == "rating" and rated.scale.n == 2
+    assert source.collect() is None

@@ -1,0 +1,75 @@
+"""Where ratings come from: the one interface the training loop talks to.
+
+A :class:`RatingSource` is asked to rate some segments (``request``) and later hands back
+whatever ratings have arrived (``collect``). A simulated teacher answers at once; the rating app
+answers when people do. The online loop only ever sees this protocol, so swapping a teacher for
+real raters changes no training code.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ratingrl.feedback.segments import FeedbackError, RatedSegments, RatingScale, SegmentSet
+from ratingrl.feedback.teachers import DynamicRatingTeacher, RatingTeacher
+
+__all__ = ["RatingSource", "TeacherSource"]
+
+
+@runtime_checkable
+class RatingSource(Protocol):
+    """Anything that can rate segments, now or later."""
+
+    @property
+    def scale(self) -> RatingScale:
+        """The scale ratings are given on (it may change, e.g. with dynamic classes)."""
+        ...
+
+    def request(self, segments: SegmentSet) -> None:
+        """Queue ``segments`` for rating."""
+        ...
+
+    def collect(self, timeout: float = 0.0) -> RatedSegments | None:
+        """Ratings that arrived since the last call (waiting up to ``timeout`` s), or None."""
+        ...
+
+
+@dataclass
+class TeacherSource:
+    """A simulated teacher behind the :class:`RatingSource` interface (answers immediately)."""
+
+    teacher: RatingTeacher | DynamicRatingTeacher
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    _pending: list[SegmentSet] = field(default_factory=list, init=False, repr=False)
+
+    @property
+    def scale(self) -> RatingScale:
+        return self.teacher.scale
+
+    def request(self, segments: SegmentSet) -> None:
+        if len(segments) == 0:
+            raise FeedbackError("request() needs at least one segment")
+        if segments.true_rewards is None:
+            raise FeedbackError("a simulated teacher needs segments with true_rewards")
+        self._pending.append(segments)
+
+    def collect(self, timeout: float = 0.0) -> RatedSegments | None:
+        del timeout  # a teacher never keeps anyone waiting
+        if not self._pending:
+            return None
+        started = time.time()
+        batches, self._pending = self._pending, []
+        obs = np.concatenate([b.obs for b in batches])
+        acts = np.concatenate([b.acts for b in batches])
+        rewards = np.concatenate([b.true_rewards for b in batches])
+        ids = np.concatenate([b.episode_id for b in batches])
+        starts = np.concatenate([b.start for b in batches])
+        segments = SegmentSet(obs, acts, rewards, ids, starts)
+        scale = self.teacher.scale  # the scale in force when these were rated
+        ratings = self.teacher.rate(segments, self.rng)
+        source = {**self.teacher.to_dict(), "rated_at": started}
+        return RatedSegments(segments, ratings, scale, source)
