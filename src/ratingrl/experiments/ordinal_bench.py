@@ -400,7 +400,7 @@ def _collect(
             training[method] = _aggregate([r["training"] for r in runs])
     return {
         "benchmark": "ordinal",
-        "config": asdict(config),
+        "config": json.loads(json.dumps(asdict(config))),  # tuples -> lists, as on disk
         "methods": methods,
         "results": results,
         "per_seed": per_seed,
