@@ -25,7 +25,25 @@ FACTORS = (("ratings", "ratings (N)"), ("noise", "label noise (p)"), ("classes",
 
 
 def load_reports(paths: Sequence[str | Path]) -> list[dict]:
-    """Read benchmark JSON files, with a clear error for anything else."""
+    """Read fidelity JSON files; reports of one environment are merged into one.
+
+    Sweeps are often run one factor at a time into separate files; merging their conditions
+    (a later file wins on a repeated condition) lets one figure show every factor.
+    """
+    by_env: dict[str, dict] = {}
+    for report in _read_reports(paths):
+        env = report["config"]["env_id"]
+        merged = by_env.setdefault(env, {"config": report["config"], "conditions": {}})
+        for condition in report["conditions"]:
+            key = (condition["ratings"], condition["classes"], condition["noise"])
+            merged["conditions"][key] = condition
+    return [
+        {"config": r["config"], "conditions": [r["conditions"][k] for k in sorted(r["conditions"])]}
+        for r in by_env.values()
+    ]
+
+
+def _read_reports(paths: Sequence[str | Path]) -> list[dict]:
     reports = []
     for path in paths:
         try:
