@@ -58,6 +58,8 @@ def test_rate_then_train_a_reward(env_cache, tmp_path):
     assert code == 0, out
     loaded, extra = RewardEnsemble.load(model)
     assert extra["method"] == "rbrl" and len(extra["history"]) >= 1
+    log = (tmp_path / "reward.history.csv").read_text().splitlines()
+    assert log[0] == "epoch,loss,val_score,val_accuracy" and len(log) == 1 + len(extra["history"])
     # an existing dataset is never overwritten without --overwrite
     before = data.read_bytes()
     code, out = run("rate", *POOL, "--ratings", "10", "--out", str(data))

@@ -168,6 +168,7 @@ def reward_train(
     """Train a reward ensemble on a rated dataset and report held-out agreement."""
     from ratingrl.feedback.io import load_rated
     from ratingrl.feedback.segments import FeedbackError
+    from ratingrl.progress import progress_bar
     from ratingrl.rewards.nets import RewardNetConfig
     from ratingrl.rewards.training import TrainerConfig, method_config, train_reward_model
 
@@ -180,13 +181,29 @@ def reward_train(
             seed=seed,
             net=RewardNetConfig(hidden=_ints(hidden, "hidden"), ensemble_size=ensemble),
         )
-        result = train_reward_model(dataset, method_config(method), config)
+        with progress_bar() as bar:
+            task = bar.add_task(f"train {method}", total=epochs)
+
+            def on_epoch(row: dict) -> None:
+                bar.update(
+                    task,
+                    advance=1,
+                    status=f"loss {row['loss']:.3f}  val tau {row['val_score']:.3f}  "
+                    f"val acc {row['val_accuracy']:.3f}",
+                )
+
+            result = train_reward_model(dataset, method_config(method), config, on_epoch=on_epoch)
+            bar.update(task, completed=epochs)
     except (FeedbackError, ValueError) as err:
         raise _fail(str(err)) from None
     result.model.save(out, method=method, dataset=str(data), history=result.history)
+    history = out.with_suffix(".history.csv")
+    columns = list(result.history[0])
+    lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in result.history]
+    history.write_text("\n".join(lines) + "\n")
     console.print(
         f"{method}: best epoch {result.best_epoch}, validation Kendall tau "
-        f"{result.best_val_score:.3f}; saved to {out}"
+        f"{result.best_val_score:.3f}; model saved to {out}, training log to {history}"
     )
 
 
