@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_fidelity", "load_reports", "plot_scatter"]
+__all__ = ["plot_fidelity", "load_reports", "plot_scatter", "save_figure"]
 
 FACTORS = (("ratings", "ratings (N)"), ("noise", "label noise (p)"), ("classes", "classes (K)"))
 
@@ -104,6 +104,11 @@ def plot_fidelity(reports: Sequence[dict], out: str | Path, metric: str = "kenda
                 ax.set_xscale("log")
             ax.grid(alpha=0.3)
         axes[r][0].legend(fontsize=8)
+    return save_figure(fig, out)
+
+
+def save_figure(fig: plt.Figure, out: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close ``fig``; returns the path."""
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,9 +130,4 @@ def plot_scatter(
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
