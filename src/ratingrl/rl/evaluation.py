@@ -1,0 +1,89 @@
+"""Evaluation episodes: the true return (for measurement only) and the learned return.
+
+Evaluation runs on its own environments with fixed seeds and the deterministic policy, so
+successive evaluations differ only by the policy. The true return never reaches the learner;
+the learned return says what the policy is optimising.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from ratingrl.feedback.rollouts import collect_episodes
+from ratingrl.rl.reward_wrapper import StepRewardFn
+
+__all__ = ["evaluate", "PeriodicEvaluation"]
+
+
+def evaluate(
+    algo: BaseAlgorithm,
+    env_id: str,
+    n_episodes: int,
+    seed: int,
+    reward_fn: StepRewardFn | None = None,
+    max_steps: int | None = None,
+) -> dict:
+    """Mean and std of the true (and, with ``reward_fn``, learned) return over episodes."""
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return algo.predict(obs, deterministic=True)[0]
+
+    episodes = collect_episodes(
+        env_id, policy, n_episodes, seed, n_envs=n_episodes, max_steps=max_steps
+    )
+    true = np.array([ep.total_return for ep in episodes])
+    out = {
+        "true_return": {"mean": float(true.mean()), "std": float(true.std())},
+        "learned_return": None,
+        "episode_length": float(np.mean([ep.length for ep in episodes])),
+    }
+    if reward_fn is not None:
+        learned = np.array([float(np.sum(reward_fn(ep.obs, ep.acts))) for ep in episodes])
+        out["learned_return"] = {"mean": float(learned.mean()), "std": float(learned.std())}
+    return out
+
+
+class PeriodicEvaluation(BaseCallback):
+    """Evaluate every ``every`` env steps; results go to ``history`` and ``eval/`` in the logger.
+
+    ``reward_fn`` is a getter because the online loop replaces the reward model as it learns.
+    """
+
+    def __init__(
+        self,
+        evaluate_fn: Callable[[BaseAlgorithm, StepRewardFn | None], dict],
+        every: int,
+        reward_fn: Callable[[], StepRewardFn | None],
+        history: list[dict] | None = None,
+    ) -> None:
+        super().__init__()
+        self.evaluate_fn, self.every, self.reward_fn = evaluate_fn, every, reward_fn
+        self.history = history if history is not None else []
+        self.seconds = 0.0
+        last = self.history[-1]["env_steps"] if self.history else 0
+        self._next = (last // every + 1) * every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self.run()
+            self._next = (self.num_timesteps // self.every + 1) * self.every
+        return True
+
+    def run(self) -> dict:
+        started = time.perf_counter()
+        result = self.evaluate_fn(self.model, self.reward_fn())
+        result["env_steps"] = int(self.num_timesteps)
+        self.history.append(result)
+        self.seconds += time.perf_counter() - started
+        self.logger.record("eval/true_return", result["true_return"]["mean"])
+        self.logger.record("eval/true_return_std", result["true_return"]["std"])
+        if result["learned_return"] is not None:
+            self.logger.record("eval/learned_return", result["learned_return"]["mean"])
+        self.logger.record("eval/episode_length", result["episode_length"])
+        self.logger.dump(self.num_timesteps)
+        return result

@@ -1,0 +1,311 @@
+"""The online feedback loop as one SB3 callback: query, rate, learn the reward, relabel.
+
+Rounds of queries follow a :class:`Schedule` (R4's growing gaps, RbRL's fixed interval, or
+explicit steps). At each round the callback cuts windows from the recorder's last episodes,
+lets the :class:`~ratingrl.feedback.queries.QuerySelector` pick some, and ``request``-s ratings
+from a :class:`~ratingrl.feedback.sources.RatingSource`. It ``collect``-s whatever has arrived
+at every rollout end, so a simulated teacher (answers at once) and people rating in the app
+(answer later) run through the same code. New labels are written to disk *before* anything is
+trained on them (no label is lost to a crash), then the reward is updated -- the update's
+length grows with the labels, since an epoch is a pass over all of them -- the environment
+wrapper gets the new reward and SAC's whole replay buffer is relabelled.
+
+Work happens in ``on_rollout_end``: for SAC (``train_freq=1``) that is every step, after the
+transition is stored; for PPO it is before the rollout is scored and trained on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+
+from ratingrl.feedback.io import load_rated, read_metadata, save_rated
+from ratingrl.feedback.queries import QuerySelector, StratifiedSelector
+from ratingrl.feedback.segments import FeedbackError, RatedSegments, SegmentSet
+from ratingrl.feedback.sources import RatingSource
+from ratingrl.rewards.nets import RewardEnsemble
+from ratingrl.rewards.training import TrainingError
+from ratingrl.rl.relabel import relabel_replay_buffer
+from ratingrl.rl.reward_wrapper import EpisodeRecorder, LearnedRewardVecEnv
+
+__all__ = [
+    "ScheduleError",
+    "Schedule",
+    "r4_gaps",
+    "FeedbackStore",
+    "RewardUpdater",
+    "OnlineFeedback",
+    "concat_rated",
+]
+
+
+class ScheduleError(ValueError):
+    """A feedback budget or schedule that cannot be met in the run."""
+
+
+def r4_gaps(n: int) -> list[int]:
+    """R4's round gaps in units of 10k steps: 1, 1, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, ..."""
+    gaps = [1, 1, 2]
+    level = 3
+    while len(gaps) < n:
+        gaps += [level] * 3
+        level += 1
+    return gaps[:n]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Env step at which each round of queries happens, and how many queries it asks."""
+
+    steps: tuple[int, ...]
+    counts: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.steps) != len(self.counts) or not self.steps:
+            raise ScheduleError(f"a schedule needs one count per round, got {self}")
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ScheduleError(f"round steps must be strictly increasing, got {self.steps}")
+        if self.steps[0] < 0 or min(self.counts) < 1:
+            raise ScheduleError(f"round steps must be >= 0 and counts >= 1, got {self}")
+
+    @property
+    def budget(self) -> int:
+        return sum(self.counts)
+
+    @staticmethod
+    def _counts(budget: int, per_round: int) -> tuple[int, ...]:
+        if budget < 1 or per_round < 1:
+            raise ScheduleError(f"budget and per-round queries must be >= 1: {budget}, {per_round}")
+        n = math.ceil(budget / per_round)
+        return tuple([per_round] * (n - 1) + [budget - per_round * (n - 1)])
+
+    @classmethod
+    def r4(cls, budget: int, per_round: int, unit: int = 10_000) -> Schedule:
+        """R4: rounds after gaps of 1, 1, 2, 3, 3, 3, 4, ... x ``unit`` env steps."""
+        counts = cls._counts(budget, per_round)
+        steps = np.cumsum(r4_gaps(len(counts))) * unit
+        return cls(tuple(int(s) for s in steps), counts)
+
+    @classmethod
+    def interval(cls, budget: int, per_round: int, every: int, first: int | None = None):
+        """RbRL: a round every ``every`` env steps, the first at ``first`` (default ``every``)."""
+        counts = cls._counts(budget, per_round)
+        start = every if first is None else first
+        return cls(tuple(start + i * every for i in range(len(counts))), counts)
+
+    @classmethod
+    def explicit(cls, steps: tuple[int, ...], budget: int) -> Schedule:
+        """Rounds at the given steps sharing ``budget`` as evenly as possible."""
+        if len(steps) < 1 or budget < len(steps):
+            raise ScheduleError(f"{budget} labels cannot fill {len(steps)} rounds")
+        base, extra = divmod(budget, len(steps))
+        return cls(tuple(steps), tuple(base + (i < extra) for i in range(len(steps))))
+
+    def check_fits(self, total_steps: int, not_before: int = 0) -> None:
+        """Raise unless every round falls inside ``[not_before, total_steps)``."""
+        if self.steps[-1] >= total_steps:
+            raise ScheduleError(
+                f"the feedback schedule needs {len(self.steps)} rounds for {self.budget} labels, "
+                f"the last at env step {self.steps[-1]}, but the run has only {total_steps} "
+                "steps: raise --steps, lower --budget, raise --per-round or shorten the gaps"
+            )
+        if self.steps[0] < not_before:
+            raise ScheduleError(
+                f"the first feedback round (step {self.steps[0]}) comes before the end of "
+                f"entropy pre-training (step {not_before})"
+            )
+
+    def to_dict(self) -> dict:
+        return {"steps": list(self.steps), "counts": list(self.counts)}
+
+
+def concat_rated(a: RatedSegments | None, b: RatedSegments) -> RatedSegments:
+    """``a`` followed by ``b`` (same scale and shapes), keeping ``a``'s source."""
+    if a is None:
+        return b
+    if a.scale != b.scale:
+        raise FeedbackError(f"new ratings use scale {b.scale}, stored ones {a.scale}")
+    a.segments.check_compatible(b.segments, "new segments")
+    sa, sb = a.segments, b.segments
+    has_rewards = sa.true_rewards is not None and sb.true_rewards is not None
+    segments = SegmentSet(
+        np.concatenate([sa.obs, sb.obs]),
+        np.concatenate([sa.acts, sb.acts]),
+        np.concatenate([sa.true_rewards, sb.true_rewards]) if has_rewards else None,
+        np.concatenate([sa.episode_id, sb.episode_id]),
+        np.concatenate([sa.start, sb.start]),
+        dict(sa.info),
+    )
+    rater = None
+    if a.rater is not None or b.rater is not None:
+        ra = a.rater if a.rater is not None else np.full(len(a), None, dtype=object)
+        rb = b.rater if b.rater is not None else np.full(len(b), None, dtype=object)
+        rater = np.concatenate([ra, rb])
+    return RatedSegments(segments, np.concatenate([a.ratings, b.ratings]), a.scale, a.source, rater)
+
+
+@dataclass
+class FeedbackStore:
+    """Every label collected in a run, on disk after each arrival (one atomic Parquet write).
+
+    ``rounds_done`` travels in the file's metadata, so a resumed run neither repeats a round
+    nor forgets one.
+    """
+
+    path: Path
+    data: RatedSegments | None = None
+    rounds_done: int = 0
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return 0 if self.data is None else len(self.data)
+
+    def add(self, rated: RatedSegments) -> None:
+        self.data = concat_rated(self.data, rated)
+        self.save()
+
+    def save(self) -> None:
+        if self.data is None:
+            return
+        source = {**self.data.source, **self.meta, "rounds_done": self.rounds_done}
+        save_rated(replace(self.data, source=source), self.path)
+
+    @classmethod
+    def load(cls, path: Path, meta: dict | None = None) -> FeedbackStore:
+        if not Path(path).exists():
+            return cls(Path(path), meta=dict(meta or {}))
+        read_metadata(path)  # a clear error for a foreign or corrupt file
+        data = load_rated(path)
+        rounds = int(data.source.get("rounds_done", 0))
+        return cls(Path(path), data, rounds, dict(meta or {}))
+
+
+RewardUpdater = Callable[[RatedSegments, RewardEnsemble | None], tuple[RewardEnsemble, dict]]
+"""``(all labels, current model or None) -> (updated model, log row)``."""
+
+
+class OnlineFeedback(BaseCallback):
+    """The online loop; every component is passed in (source, selector, updater, store).
+
+    ``reward_model`` is the current reward ensemble (``self.model`` is SB3's algorithm).
+    """
+
+    def __init__(
+        self,
+        *,
+        schedule: Schedule,
+        source: RatingSource,
+        selector: QuerySelector,
+        updater: RewardUpdater,
+        store: FeedbackStore,
+        recorder: EpisodeRecorder,
+        reward_env: LearnedRewardVecEnv,
+        horizon: int,
+        rng: np.random.Generator,
+        candidate_stride: int = 10,
+        candidate_factor: int = 10,
+        model: RewardEnsemble | None = None,
+        on_update: Callable[[OnlineFeedback], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.schedule, self.source, self.selector = schedule, source, selector
+        self.updater, self.store, self.recorder = updater, store, recorder
+        self.reward_env, self.horizon, self.rng = reward_env, horizon, rng
+        self.candidate_stride, self.candidate_factor = candidate_stride, candidate_factor
+        self.reward_model = model
+        self.on_update = on_update
+        self.trained_on = len(store) if model is not None else 0
+        self.update_seconds = 0.0
+
+    # -- SB3 hooks -----------------------------------------------------------------------------
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        rounds = self.schedule.steps
+        while (
+            self.store.rounds_done < len(rounds)
+            and self.num_timesteps >= rounds[self.store.rounds_done]
+        ):
+            if not self._query(self.schedule.counts[self.store.rounds_done]):
+                break  # not enough finished episodes yet: try again at the next rollout end
+            self.store.rounds_done += 1
+        self.poll()
+
+    # -- the loop ------------------------------------------------------------------------------
+    def returns_fn(self, obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+        """Ensemble returns for the selectors (zeros before the first reward model)."""
+        if self.reward_model is None:
+            return np.zeros((1, len(obs)))
+        return self.reward_model.predict_returns(obs, acts)
+
+    def _query(self, k: int) -> bool:
+        try:
+            candidates = self.recorder.segments(self.horizon, self.candidate_stride)
+        except FeedbackError:
+            return False
+        if len(candidates) < k:
+            return False
+        if not self._episode_based():
+            m = min(len(candidates), self.candidate_factor * k)
+            candidates = candidates.subset(np.sort(self.rng.choice(len(candidates), m, False)))
+        picked = self.selector.select(candidates, k, self.returns_fn, self.rng)
+        self.source.request(candidates.subset(picked))
+        self.logger.record("feedback/requested", k)
+        return True
+
+    def _episode_based(self) -> bool:
+        return isinstance(self.selector, StratifiedSelector)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Store whatever ratings arrived; update the reward when there are new ones."""
+        rated = self.source.collect(timeout)
+        if rated is not None and len(rated):
+            self.store.add(rated)
+        if len(self.store) > self.trained_on:
+            self.update_reward()
+
+    def update_reward(self) -> None:
+        """Train on every label so far, swap the env's reward, relabel SAC's replay buffer."""
+        data = self.store.data
+        if data is None or len(np.unique(data.ratings)) < 2:
+            self.logger.record("feedback/waiting_for_second_class", 1)
+            self.trained_on = len(self.store)  # retry when new labels arrive, not every step
+            return
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # empty classes early on are expected
+            try:
+                self.reward_model, row = self.updater(data, self.reward_model)
+            except TrainingError as err:  # e.g. R4's split holds one class: wait for labels
+                self.logger.record("reward_model/skipped", str(err)[:80])
+                self.trained_on = len(data)
+                return
+        self.trained_on = len(data)
+        self.reward_env.reward_fn = self.reward_model.predict_rewards
+        relabelled = self._relabel()
+        self.update_seconds += time.perf_counter() - started
+        self.logger.record("feedback/labels", len(data))
+        self.logger.record("feedback/rounds", self.store.rounds_done)
+        self.logger.record("reward_model/relabelled", relabelled)
+        for key, value in row.items():
+            self.logger.record(f"reward_model/{key}", value)
+        if self.on_update is not None:
+            self.on_update(self)
+
+    def _relabel(self) -> int:
+        buffer = getattr(self.model, "replay_buffer", None)  # self.model: the SB3 algorithm
+        if not isinstance(buffer, ReplayBuffer) or self.reward_model is None:
+            return 0
+        space = self.model.action_space
+        box = space if isinstance(space, spaces.Box) else None
+        return relabel_replay_buffer(buffer, self.reward_model.predict_rewards, box)

@@ -1,0 +1,546 @@
+"""``train(config, run_dir)``: a policy from ratings (offline or online), or the oracle.
+
+Read top to bottom: check everything (environment, algorithm, dataset shapes, schedule, run
+folder) before any training starts; build the environment, the learned-reward wrapper and the
+SB3 algorithm; learn the reward (offline) or attach the online loop; learn the policy with
+periodic evaluation and checkpoints; write ``summary.json``.
+
+A run folder holds ``config.json``, ``feedback.parquet`` (online labels, written as they
+arrive), ``reward_model.pt``, ``checkpoint/`` (resume point), ``policy.zip``,
+``progress*.csv`` (one per start), ``tb/`` (when tensorboard is installed) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger, make_output_format
+
+from ratingrl.feedback.envs import make_env
+from ratingrl.feedback.io import atomic_write_bytes, load_preferences, load_rated
+from ratingrl.feedback.queries import SELECTORS, make_selector
+from ratingrl.feedback.segments import RatedSegments
+from ratingrl.feedback.sources import RatingSource, TeacherSource
+from ratingrl.feedback.teachers import Bins, RatingTeacher, UniformRelabel
+from ratingrl.progress import progress_bar
+from ratingrl.rewards.mixed import train_mixed
+from ratingrl.rewards.nets import RewardEnsemble, RewardNetConfig
+from ratingrl.rewards.training import (
+    METHODS,
+    TrainerConfig,
+    method_config,
+    train_reward_model,
+)
+from ratingrl.rl.checkpoint import find_checkpoint, load_state, rng_state, save_checkpoint
+from ratingrl.rl.entropy import StateEntropyReward
+from ratingrl.rl.evaluation import PeriodicEvaluation, evaluate
+from ratingrl.rl.online import FeedbackStore, OnlineFeedback, RewardUpdater, Schedule
+from ratingrl.rl.relabel import PPORolloutScorer
+from ratingrl.rl.reward_wrapper import EpisodeRecorder, LearnedRewardVecEnv, zero_reward
+
+__all__ = ["RunConfig", "RunError", "train", "ALGOS", "REWARD_METHODS", "MODES"]
+
+ALGOS = ("sac", "ppo")
+REWARD_METHODS = (*METHODS, "oracle")
+MODES = ("offline", "online")
+SCHEDULES = ("r4", "interval", "explicit")
+
+
+class RunError(ValueError):
+    """A run that cannot start: the message says which option to change."""
+
+
+def _f(default, help: str):  # noqa: A002 - mirrors dataclasses.field's metadata idiom
+    if isinstance(default, list | tuple):
+        return field(default_factory=lambda: tuple(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on; stored as ``config.json`` and compared on ``--resume``."""
+
+    env_id: str = _f("dmc/cartpole-balance", "Gymnasium id or dmc/domain-task")
+    algo: str = _f("sac", "sac | ppo")
+    method: str = _f("r4", "reward method: r4 | rbrl | multitask | bt | regression | oracle")
+    mode: str = _f("online", "offline (fixed --dataset) | online (queries while training)")
+    total_steps: int = _f(100_000, "environment steps of policy training")
+    seed: int = _f(0, "seed of everything (envs, policy, reward model, queries, teacher)")
+    n_envs: int = _f(1, "parallel environment copies")
+    max_episode_steps: int | None = _f(None, "cut episodes at this length (None: env default)")
+    net_arch: tuple[int, ...] = _f((256, 256), "policy and value hidden layers")
+    batch_size: int = _f(256, "SAC minibatch size")
+    learning_starts: int = _f(1000, "SAC random-action steps before training")
+    buffer_size: int = _f(1_000_000, "SAC replay buffer capacity")
+    n_steps: int = _f(2048, "PPO rollout length per environment")
+    reward_hidden: tuple[int, ...] = _f((256, 256), "reward net hidden layers")
+    ensemble_size: int = _f(3, "reward ensemble members")
+    reward_output: str = _f("tanh", "per-step reward squashing: tanh | none | sigmoid")
+    reward_epochs: int = _f(50, "max epochs per reward update (an epoch passes over all labels)")
+    reward_batch_size: int = _f(64, "segments (or pairs) per reward batch")
+    dataset: str | None = _f(None, "offline: rated dataset (.parquet)")
+    preferences: str | None = _f(None, "offline: preference pairs (.parquet), alone (bt) or mixed")
+    preference_weight: float = _f(1.0, "weight of the Bradley-Terry loss in mixed training")
+    budget: int = _f(100, "online: total ratings to ask for")
+    per_round: int = _f(10, "online: ratings asked per round")
+    schedule: str = _f("r4", "online: r4 (gaps 1,1,2,3,3,3,4.. x unit) | interval | explicit")
+    schedule_unit: int = _f(10_000, "online: r4 gap unit, or the interval between rounds")
+    schedule_steps: tuple[int, ...] = _f((), "online: explicit env steps of the rounds")
+    horizon: int = _f(50, "online: segment length in env steps")
+    candidate_episodes: int = _f(50, "online: candidates come from the last N episodes")
+    candidate_stride: int = _f(10, "online: steps between candidate window starts")
+    candidate_factor: int = _f(10, "online: candidates scored per query (non-stratified)")
+    selector: str = _f("stratified", "online: uniform | disagreement | entropy | stratified")
+    n_classes: int = _f(4, "online teacher: rating levels")
+    rating_range: tuple[float, float] | None = _f(
+        None, "online teacher: segment-return range split into equal bins (dmc: 0..horizon)"
+    )
+    label_noise: float = _f(0.0, "online teacher: probability of a uniformly random rating")
+    pretrain_steps: int = _f(0, "online: PEBBLE state-entropy reward until the first update")
+    eval_every: int = _f(10_000, "env steps between evaluations")
+    eval_episodes: int = _f(5, "episodes per evaluation")
+    checkpoint_every: int = _f(10_000, "env steps between checkpoints (also after each round)")
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise RunError(f"unknown configuration fields {unknown}")
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**data)
+
+    def validate(self) -> None:
+        """Raise :class:`RunError` for options that do not fit together."""
+        checks = [
+            (self.algo in ALGOS, f"unknown algo {self.algo!r}; choose one of {list(ALGOS)}"),
+            (
+                self.method in REWARD_METHODS,
+                f"unknown method {self.method!r}; choose one of {list(REWARD_METHODS)}",
+            ),
+            (self.mode in MODES, f"unknown mode {self.mode!r}; choose one of {list(MODES)}"),
+            (self.total_steps >= 1, f"total_steps must be >= 1, got {self.total_steps}"),
+            (self.n_envs >= 1, f"n_envs must be >= 1, got {self.n_envs}"),
+            (self.eval_every >= 1 and self.eval_episodes >= 1, "eval_every/eval_episodes >= 1"),
+            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}: {SCHEDULES}"),
+            (self.selector in SELECTORS, f"unknown selector {self.selector!r}: {SELECTORS}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise RunError(message)
+        if self.method == "oracle":
+            return
+        if self.mode == "offline":
+            if self.dataset is None and self.preferences is None:
+                raise RunError("offline training needs --dataset (ratings) or --preferences")
+            if self.method == "bt" and self.preferences is None:
+                raise RunError("method bt learns from --preferences (a preference dataset)")
+            if self.method != "bt" and self.dataset is None:
+                raise RunError(f"method {self.method} learns from --dataset (rated segments)")
+        else:
+            if self.method == "bt":
+                raise RunError("online bt (preference queries) is not supported yet: use ratings")
+            if self.dataset is not None or self.preferences is not None:
+                raise RunError("online runs collect their own labels: drop --dataset")
+
+
+# -- checks before training ------------------------------------------------------------------
+def _env_dims(config: RunConfig) -> tuple[int, int]:
+    env = make_env(config.env_id)
+    try:
+        if not isinstance(env.action_space, spaces.Box):
+            raise RunError(f"{config.env_id} has {env.action_space}: continuous actions needed")
+        if not isinstance(env.observation_space, spaces.Box):
+            raise RunError(f"{config.env_id} observations must be a flat Box")
+        return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    finally:
+        env.close()
+
+
+def _load_offline(config: RunConfig, dims: tuple[int, int]):
+    rated = load_rated(config.dataset) if config.dataset else None
+    pairs = load_preferences(config.preferences) if config.preferences else None
+    for name, data in (("dataset", rated), ("preferences", pairs)):
+        if data is None:
+            continue
+        seg = data.segments if isinstance(data, RatedSegments) else data.first
+        if (seg.obs_dim, seg.act_dim) != dims:
+            raise RunError(
+                f"--{name} has (obs_dim, act_dim) = {(seg.obs_dim, seg.act_dim)} but "
+                f"{config.env_id} has {dims}: it comes from a different environment"
+            )
+        env_id = data.source.get("env_id")
+        if env_id is not None and env_id != config.env_id:
+            raise RunError(f"--{name} was made on {env_id!r}, not on {config.env_id!r}")
+    return rated, pairs
+
+
+def _schedule(config: RunConfig) -> Schedule:
+    if config.schedule == "r4":
+        schedule = Schedule.r4(config.budget, config.per_round, config.schedule_unit)
+    elif config.schedule == "interval":
+        schedule = Schedule.interval(config.budget, config.per_round, config.schedule_unit)
+    else:
+        schedule = Schedule.explicit(tuple(config.schedule_steps), config.budget)
+    schedule.check_fits(config.total_steps, config.pretrain_steps)
+    return schedule
+
+
+def _teacher_source(config: RunConfig) -> TeacherSource:
+    low_high = config.rating_range
+    if low_high is None:
+        if not config.env_id.startswith("dmc/"):
+            raise RunError(
+                f"give --rating-range LOW,HIGH (segment returns over {config.horizon} steps) "
+                f"for the simulated teacher on {config.env_id}"
+            )
+        low_high = (0.0, float(config.horizon))  # DMC rewards are in [0, 1] per step
+    noise = (UniformRelabel(config.label_noise),) if config.label_noise else ()
+    teacher = RatingTeacher(Bins.equal_width(config.n_classes, *low_high), noise)
+    return TeacherSource(teacher, np.random.default_rng(config.seed + 1))
+
+
+def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> None:
+    stored = run_dir / "config.json"
+    if resume:
+        if not stored.exists():
+            raise RunError(f"{run_dir} is not a run folder (no config.json) to resume")
+        old = json.loads(stored.read_text())
+        new = config.to_dict()
+        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if differ:
+            detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
+            raise RunError(f"{run_dir} was run with another configuration ({detail})")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunError(f"{run_dir} is not empty; pass --resume to continue or --overwrite")
+        if not stored.exists():
+            raise RunError(f"{run_dir} is not a ratingrl run folder: refusing to delete it")
+        shutil.rmtree(run_dir)
+
+
+# -- building blocks -------------------------------------------------------------------------
+def _trainer_config(config: RunConfig) -> TrainerConfig:
+    net = RewardNetConfig(
+        hidden=config.reward_hidden, output=config.reward_output, ensemble_size=config.ensemble_size
+    )
+    return TrainerConfig(
+        epochs=config.reward_epochs,
+        batch_size=config.reward_batch_size,
+        seed=config.seed,
+        net=net,
+        patience=10,
+    )
+
+
+def _offline_reward(config: RunConfig, rated, pairs) -> tuple[RewardEnsemble, dict]:
+    trainer = _trainer_config(config)
+    if rated is not None and pairs is not None:
+        method = method_config("r4" if config.method == "bt" else config.method)
+        result = train_mixed(
+            rated, pairs, method, trainer, preference_weight=config.preference_weight
+        )
+    else:
+        result = train_reward_model(rated or pairs, method_config(config.method), trainer)
+    return result.model, {"val_score": result.best_val_score, "epochs": len(result.history)}
+
+
+def _updater(config: RunConfig) -> RewardUpdater:
+    method, trainer = method_config(config.method), _trainer_config(config)
+
+    def update(data: RatedSegments, model: RewardEnsemble | None):
+        result = train_reward_model(
+            data, method, replace(trainer, seed=trainer.seed + len(data)), model=model
+        )
+        return result.model, {
+            "val_score": result.best_val_score,
+            "epochs": len(result.history),
+            "loss": result.history[-1]["loss"],
+        }
+
+    return update
+
+
+def _algorithm(config: RunConfig, env) -> BaseAlgorithm:
+    policy_kwargs = {"net_arch": list(config.net_arch)}
+    common = {"seed": config.seed, "device": "cpu", "verbose": 0, "policy_kwargs": policy_kwargs}
+    if config.algo == "sac":
+        return SAC(
+            "MlpPolicy",
+            env,
+            batch_size=config.batch_size,
+            learning_starts=config.learning_starts,
+            buffer_size=config.buffer_size,
+            **common,
+        )
+    return PPO("MlpPolicy", env, n_steps=config.n_steps, **common)
+
+
+def _logger(run_dir: Path, start: int) -> Logger:
+    suffix = "" if start == 0 else f".resume{start}"
+    formats = [make_output_format("csv", str(run_dir), suffix)]
+    try:
+        import tensorboard  # noqa: F401
+
+        formats.append(make_output_format("tensorboard", str(run_dir / "tb"), suffix))
+    except ImportError:
+        pass
+    return Logger(str(run_dir), formats)
+
+
+class _Monitor(BaseCallback):
+    """Progress bar (steps/s, labels, latest true/learned return) and periodic checkpoints."""
+
+    def __init__(self, progress, task, status, checkpoint, every: int, start: int) -> None:
+        super().__init__()
+        self.progress, self.task, self.status = progress, task, status
+        self.checkpoint, self.every = checkpoint, every
+        self._next = (start // every + 1) * every
+        self._t0, self._s0 = time.perf_counter(), start
+
+    def _on_step(self) -> bool:
+        if self.n_calls % 50 == 0:
+            rate = (self.num_timesteps - self._s0) / max(time.perf_counter() - self._t0, 1e-9)
+            self.progress.update(
+                self.task,
+                completed=self.num_timesteps,
+                status=f"{rate:,.0f} steps/s {self.status()}",
+            )
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.num_timesteps >= self._next:
+            self.checkpoint()
+            self._next = (self.num_timesteps // self.every + 1) * self.every
+
+
+def _stats(result: dict | None, key: str):
+    return None if result is None else result[key]
+
+
+# -- the run ---------------------------------------------------------------------------------
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    source: RatingSource | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train a policy as ``config`` says, in ``run_dir``; returns (and writes) the summary.
+
+    ``source`` replaces the simulated teacher of online runs (e.g. the rating app's source).
+    ``resume`` continues the run in ``run_dir`` from its last checkpoint, keeping every label.
+    ``overwrite`` replaces an existing run folder; ``progress`` shows a rich progress bar.
+    """
+    run_dir = Path(run_dir)
+    config.validate()
+    dims = _env_dims(config)
+    rated, pairs = (None, None)
+    if config.mode == "offline" and config.method != "oracle":
+        rated, pairs = _load_offline(config, dims)
+    online = config.mode == "online" and config.method != "oracle"
+    schedule = _schedule(config) if online else None
+    if online and source is None:
+        source = _teacher_source(config)
+    _prepare_run_dir(run_dir, config, resume, overwrite)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        atomic_write_bytes(run_dir / "config.json", json.dumps(config.to_dict(), indent=2).encode())
+
+    checkpoint = find_checkpoint(run_dir) if resume else None
+    state = load_state(checkpoint) if checkpoint else {}
+    env_kwargs = (
+        {} if config.max_episode_steps is None else {"max_episode_steps": config.max_episode_steps}
+    )
+    venv = make_vec_env(
+        lambda: make_env(config.env_id, **env_kwargs),
+        config.n_envs,
+        seed=config.seed + state.get("starts", 0),
+    )
+    recorder = EpisodeRecorder(config.n_envs, config.candidate_episodes)
+    if "recorder" in state:
+        recorder.load_state(state["recorder"])
+    defer = config.algo == "ppo"
+    reward_env = LearnedRewardVecEnv(
+        venv, None if config.method == "oracle" else zero_reward, recorder=recorder, defer=defer
+    )
+
+    reward_model: RewardEnsemble | None = None
+    reward_log: dict = {}
+    if checkpoint is not None and (checkpoint / "reward_model.pt").exists():
+        reward_model, _ = RewardEnsemble.load(checkpoint / "reward_model.pt")
+    elif rated is not None or pairs is not None:
+        reward_model, reward_log = _offline_reward(config, rated, pairs)
+        reward_model.save(run_dir / "reward_model.pt", **reward_log)
+    if reward_model is not None:
+        reward_env.reward_fn = reward_model.predict_rewards
+    elif online and config.pretrain_steps > 0:
+        reward_env.reward_fn = StateEntropyReward(dims[0])
+
+    if checkpoint is not None:
+        algo_cls = SAC if config.algo == "sac" else PPO
+        algo = algo_cls.load(checkpoint / "policy.zip", env=reward_env, device="cpu")
+        if (checkpoint / "replay_buffer.pkl").exists():
+            algo.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+        algo._last_obs = None  # the environments restart: force a reset
+        from ratingrl.rl.checkpoint import set_rng_state
+
+        set_rng_state(state["rng"])
+    else:
+        algo = _algorithm(config, reward_env)
+    start_steps = int(algo.num_timesteps)
+    starts = state.get("starts", 0) + (1 if resume else 0)
+    algo.set_logger(_logger(run_dir, starts))
+
+    history: list[dict] = list(state.get("eval_history", []))
+    wall_before = float(state.get("wall_time_s", 0.0))
+    query_rng = np.random.default_rng(config.seed + 2)
+    if "query_rng" in state:
+        query_rng.bit_generator.state = state["query_rng"]
+    if isinstance(source, TeacherSource) and "source_rng" in state:
+        source.rng.bit_generator.state = state["source_rng"]
+
+    loop: OnlineFeedback | None = None
+    if online:
+        store = FeedbackStore.load(run_dir / "feedback.parquet", {"env_id": config.env_id})
+        selector = make_selector(config.selector, source.scale.n)
+        loop = OnlineFeedback(
+            schedule=schedule,
+            source=source,
+            selector=selector,
+            updater=_updater(config),
+            store=store,
+            recorder=recorder,
+            reward_env=reward_env,
+            horizon=config.horizon,
+            rng=query_rng,
+            candidate_stride=config.candidate_stride,
+            candidate_factor=config.candidate_factor,
+            model=reward_model,
+        )
+        loop.trained_on = int(state.get("trained_on", 0)) if reward_model is not None else 0
+
+    session_start = time.perf_counter()
+
+    def current_reward():
+        model = loop.reward_model if loop is not None else reward_model
+        return None if model is None else model.predict_rewards
+
+    def write_checkpoint() -> None:
+        model = loop.reward_model if loop is not None else reward_model
+        save_checkpoint(
+            run_dir,
+            algo,
+            {
+                "rng": rng_state(),
+                "query_rng": query_rng.bit_generator.state,
+                "source_rng": source.rng.bit_generator.state
+                if isinstance(source, TeacherSource)
+                else None,
+                "recorder": recorder.state(),
+                "eval_history": history,
+                "trained_on": loop.trained_on if loop is not None else 0,
+                "wall_time_s": wall_before + time.perf_counter() - session_start,
+                "starts": starts,
+            },
+            model,
+        )
+
+    evaluator = PeriodicEvaluation(
+        lambda a, fn: evaluate(
+            a,
+            config.env_id,
+            config.eval_episodes,
+            config.seed + 10_000,
+            fn,
+            config.max_episode_steps,
+        ),
+        config.eval_every,
+        current_reward,
+        history,
+    )
+
+    def status() -> str:
+        last = history[-1] if history else None
+        labels = len(loop.store) if loop is not None else (len(rated) if rated is not None else 0)
+        true = f"{last['true_return']['mean']:.1f}" if last else "-"
+        learned = last["learned_return"]["mean"] if last and last["learned_return"] else None
+        learned = "-" if learned is None else f"{learned:.1f}"
+        return f"| labels {labels} | true {true} | learned {learned}"
+
+    if loop is not None:
+        loop.on_update = lambda _: (
+            loop.reward_model.save(run_dir / "reward_model.pt"),
+            write_checkpoint(),
+        )
+
+    remaining = config.total_steps - start_steps
+    with progress_bar(progress) as bar:
+        task = bar.add_task(
+            f"{config.algo} {config.method}", total=config.total_steps, completed=start_steps
+        )
+        monitor = _Monitor(
+            bar, task, status, write_checkpoint, config.checkpoint_every, start_steps
+        )
+        callbacks = [c for c in (loop, monitor, evaluator) if c is not None]
+        if defer:
+            callbacks.insert(1 if loop is not None else 0, PPORolloutScorer(reward_env))
+        learn_start = time.perf_counter()
+        if loop is not None and len(loop.store) > loop.trained_on:
+            # labels that arrived after the last checkpoint: train on them before going on
+            loop.init_callback(algo)
+            loop.update_reward()
+        if remaining > 0:
+            algo.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
+        learn_seconds = time.perf_counter() - learn_start
+    reward_env.close()
+    final = evaluate(
+        algo,
+        config.env_id,
+        config.eval_episodes,
+        config.seed + 10_000,
+        current_reward(),
+        config.max_episode_steps,
+    )
+    final["env_steps"] = int(algo.num_timesteps)
+    if not history or history[-1]["env_steps"] != final["env_steps"]:
+        history.append(final)
+    algo.save(run_dir / "policy.zip")
+    write_checkpoint()
+    trained = int(algo.num_timesteps) - start_steps
+    busy = learn_seconds - evaluator.seconds
+    best = max(history, key=lambda r: r["true_return"]["mean"])
+    summary = {
+        "true_return_final": final["true_return"],
+        "true_return_best": best["true_return"],
+        "learned_return_final": final["learned_return"],
+        "labels_used": len(loop.store)
+        if loop is not None
+        else (len(rated or []) + len(pairs or [])),
+        "env_steps": int(algo.num_timesteps),
+        "wall_time_s": wall_before + time.perf_counter() - session_start,
+        "env_steps_per_s": trained / busy if trained > 0 and busy > 0 else None,
+        "reward_update_s": loop.update_seconds if loop is not None else 0.0,
+        "reward_model": reward_log,
+        "evaluations": history,
+        "config": config.to_dict(),
+    }
+    atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    return summary
