@@ -1,0 +1,95 @@
+"""The learned-reward wrapper scores (s_t, a_t) of real steps only, and records whole episodes."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from ratingrl.rl.entropy import StateEntropyReward, knn_distance
+from ratingrl.rl.reward_wrapper import EpisodeRecorder, LearnedRewardVecEnv
+
+torch.set_num_threads(1)
+
+
+class Counter(gym.Env):
+    """obs = [episode number, step in episode]; episodes last ``length`` steps; reward 7."""
+
+    observation_space = spaces.Box(-1e6, 1e6, (2,), np.float32)
+    action_space = spaces.Box(-1, 1, (1,), np.float32)
+
+    def __init__(self, length: int) -> None:
+        self.length, self.episode, self.t = length, -1, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = self.episode + 1, 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 7.0, self.t >= self.length, False, {}
+
+    def _obs(self):
+        return np.array([self.episode, self.t], np.float32)
+
+
+def test_reset_observation_is_never_scored_as_the_previous_episode():
+    seen = []
+
+    def reward_fn(obs, acts):
+        seen.append(obs.copy())
+        return obs[:, 1]  # reward = step index of the state the action was taken on
+
+    venv = DummyVecEnv([lambda: Counter(5), lambda: Counter(3)])
+    recorder = EpisodeRecorder(2, capacity=100)
+    env = LearnedRewardVecEnv(venv, reward_fn, recorder=recorder)
+    env.reset()
+    for _ in range(30):
+        _, rewards, dones, infos = env.step(np.zeros((2, 1), np.float32))
+        assert all(info["env_reward"] == 7.0 for info in infos)
+    states = np.concatenate(seen)
+    # every scored state is a real pre-action state: t in 0..length-1, never the terminal t
+    assert states[0::2, 1].max() == 4 and states[1::2, 1].max() == 2
+    assert len(recorder.episodes) == 6 + 10
+    for ep in recorder.episodes:
+        assert (ep.obs[:, 0] == ep.obs[0, 0]).all()  # one episode's states only
+        np.testing.assert_array_equal(ep.obs[:, 1], np.arange(ep.length))
+        assert (ep.rewards == 7.0).all()
+
+
+def test_oracle_passes_env_reward_and_defer_returns_zero():
+    venv = DummyVecEnv([lambda: Counter(4)])
+    oracle = LearnedRewardVecEnv(venv, None)
+    oracle.reset()
+    assert oracle.step(np.zeros((1, 1)))[1][0] == 7.0
+    deferred = LearnedRewardVecEnv(
+        DummyVecEnv([lambda: Counter(4)]), lambda o, a: o[:, 1] + 1, defer=True
+    )
+    deferred.reset()
+    assert deferred.step(np.zeros((1, 1)))[1][0] == 0.0
+
+
+def test_recorder_segments_stay_inside_episodes():
+    recorder = EpisodeRecorder(1, capacity=3)
+    for t in range(25):
+        recorder.add(
+            np.array([[t]], np.float32), np.zeros((1, 1)), np.ones(1), np.array([t % 5 == 4])
+        )
+    assert len(recorder.episodes) == 3  # capacity keeps the last three
+    segs = recorder.segments(horizon=3, stride=1)
+    assert len(segs) == 3 * 3
+    assert (np.diff(segs.obs[..., 0], axis=1) == 1).all()  # never crosses an episode boundary
+
+
+def test_knn_entropy_rewards_novel_states():
+    memory = torch.zeros(10, 2)
+    d = knn_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]]), memory, k=5)
+    assert d.tolist() == [0.0, 5.0]
+    reward = StateEntropyReward(obs_dim=2, k=5, capacity=50)
+    for _ in range(10):
+        reward(np.zeros((1, 2)), None)
+    near, far = reward(np.zeros((1, 2)), None)[0], reward(np.full((1, 2), 10.0), None)[0]
+    assert far > near == 0.0
