@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test lint bench-fidelity clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -12,6 +12,11 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first: a plain `torch` would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]" "mujoco>=3.2,<4"
+	# Optional: torchsort (soft-rank parity tests, alternative backend). It compiles at install;
+	# nvcc is hidden so it builds for the CPU. A failure here only skips the parity tests.
+	-PATH=$(CURDIR)/$(BIN):/usr/bin:/bin $(BIN)/pip install --quiet ninja setuptools wheel \
+	  && PATH=$(CURDIR)/$(BIN):/usr/bin:/bin $(BIN)/pip install --quiet --no-build-isolation \
+	  torchsort==0.1.10 || echo "torchsort not installed: its parity tests will be skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,6 +28,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
+
+bench-fidelity: $(STAMP)
+	benchmarks/fidelity_sweep.sh benchmarks/results
 
 clean-venv:
 	rm -rf $(VENV)
