@@ -1,0 +1,208 @@
+"""End-to-end runs on Pendulum with tiny nets: summaries, bad input, resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ratingrl.feedback.io import load_rated, save_rated
+from ratingrl.feedback.rollouts import collect_episodes, random_policy, segment_episodes
+from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher
+from ratingrl.rl.online import Schedule, ScheduleError
+from ratingrl.rl.train import RunConfig, RunError, train
+
+torch.set_num_threads(1)
+
+TINY = RunConfig(
+    env_id="Pendulum-v1",
+    algo="sac",
+    method="rbrl",
+    mode="online",
+    total_steps=600,
+    max_episode_steps=100,
+    net_arch=(32, 32),
+    batch_size=32,
+    learning_starts=100,
+    buffer_size=400,  # smaller than the run: relabelling after wrap-around is exercised
+    n_steps=128,
+    reward_hidden=(32, 32),
+    reward_epochs=5,
+    budget=20,
+    per_round=10,
+    schedule="interval",
+    schedule_unit=250,
+    horizon=20,
+    candidate_episodes=5,
+    rating_range=(-320.0, 0.0),
+    eval_every=300,
+    eval_episodes=2,
+    checkpoint_every=100,
+)
+SUMMARY_KEYS = {
+    "true_return_final",
+    "true_return_best",
+    "learned_return_final",
+    "labels_used",
+    "env_steps",
+    "wall_time_s",
+    "env_steps_per_s",
+    "config",
+}
+
+
+@pytest.fixture(scope="module")
+def rated_path(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    env_low, env_high = np.array([-2.0]), np.array([2.0])
+    eps = collect_episodes("Pendulum-v1", random_policy(env_low, env_high, rng), 6, 0, max_steps=60)
+    segs = segment_episodes(eps, 20, 10)
+    data = RatingTeacher(Bins.quantile(3, segs.true_returns)).rate_dataset(segs, rng)
+    path = tmp_path_factory.mktemp("data") / "rated.parquet"
+    save_rated(replace(data, source={**data.source, "env_id": "Pendulum-v1"}), path)
+    return path
+
+
+def _check_summary(summary: dict, run: Path) -> None:
+    assert SUMMARY_KEYS <= set(summary)
+    assert set(summary["true_return_final"]) == {"mean", "std"}
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == summary["env_steps"]
+
+
+def test_online_sac_collects_the_budget_and_relabels(tmp_path):
+    summary = train(TINY, tmp_path / "run", progress=False)
+    _check_summary(summary, tmp_path / "run")
+    assert summary["labels_used"] == 20 and summary["env_steps"] == 600
+    assert summary["learned_return_final"] is not None
+    assert len(load_rated(tmp_path / "run" / "feedback.parquet")) == 20
+    log = (tmp_path / "run" / "progress.csv").read_text().splitlines()[0]
+    assert "reward_model/relabelled" in log and "eval/true_return" in log
+
+
+def test_oracle_and_offline_ppo(tmp_path, rated_path):
+    oracle = replace(TINY, method="oracle", algo="ppo", total_steps=256)
+    summary = train(oracle, tmp_path / "oracle", progress=False)
+    _check_summary(summary, tmp_path / "oracle")
+    assert summary["learned_return_final"] is None and summary["labels_used"] == 0
+    offline = replace(oracle, method="r4", mode="offline", dataset=str(rated_path))
+    summary = train(offline, tmp_path / "offline", progress=False)
+    assert summary["labels_used"] == len(load_rated(rated_path))
+    assert summary["learned_return_final"] is not None
+    assert (tmp_path / "offline" / "reward_model.pt").exists()
+
+
+def test_offline_mixed_ratings_and_preferences(tmp_path, rated_path):
+    from ratingrl.feedback.io import save_preferences
+    from ratingrl.feedback.segments import PreferencePairs
+
+    segs = load_rated(rated_path).segments
+    half = len(segs) // 2
+    a, b = segs.subset(range(half)), segs.subset(range(half, 2 * half))
+    labels, _ = PreferenceTeacher().label(a, b, np.random.default_rng(0))
+    prefs = tmp_path / "prefs.parquet"
+    save_preferences(PreferencePairs(a, b, labels), prefs)
+    config = replace(
+        TINY,
+        mode="offline",
+        method="r4",
+        dataset=str(rated_path),
+        preferences=str(prefs),
+        total_steps=150,
+    )
+    summary = train(config, tmp_path / "mixed", progress=False)
+    assert summary["labels_used"] == len(segs) + half
+    assert summary["reward_model"]["epochs"] >= 1
+
+
+def _bad(tmp_path, **changes):
+    return lambda: train(replace(TINY, **changes), tmp_path / "bad", progress=False)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"env_id": "NoSuchEnv-v9"}, "unknown environment"),
+        ({"algo": "dqn"}, "unknown algo"),
+        ({"method": "magic"}, "unknown method"),
+        ({"budget": 100}, "the run has only 600"),
+        ({"mode": "offline"}, "needs --dataset"),
+        ({"env_id": "Pendulum-v1", "rating_range": None}, "rating-range"),
+    ],
+)
+def test_bad_input_fails_before_training(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        _bad(tmp_path, **changes)()
+    assert not (tmp_path / "bad").exists()  # nothing was started
+
+
+def test_dataset_from_another_env_is_rejected(tmp_path, rated_path):
+    config = replace(TINY, env_id="dmc/cartpole-balance", mode="offline", dataset=str(rated_path))
+    with pytest.raises(RunError, match="different environment"):
+        train(config, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="not empty"):
+        train(TINY, run, progress=False)
+    with pytest.raises(RunError, match="not a ratingrl run folder"):
+        train(TINY, run, overwrite=True, progress=False)
+    assert (run / "notes.txt").read_text() == "mine"
+    (run / "config.json").write_text(json.dumps(replace(TINY, seed=5).to_dict()))
+    with pytest.raises(RunError, match="another configuration.*seed"):
+        train(TINY, run, resume=True, progress=False)
+
+
+def test_schedules():
+    assert Schedule.r4(100, 10, 10_000).steps[:4] == (10_000, 20_000, 40_000, 70_000)
+    assert Schedule.interval(25, 10, 100).counts == (10, 10, 5)
+    assert Schedule.explicit((5, 9), 5).counts == (3, 2)
+    with pytest.raises(ScheduleError, match="entropy pre-training"):
+        Schedule.interval(10, 10, 100).check_fits(1000, not_before=500)
+
+
+_CHILD = """
+import sys, torch
+torch.set_num_threads(1)
+from dataclasses import replace
+from ratingrl.rl.train import RunConfig, train
+config = RunConfig.from_dict(__import__("json").loads(sys.argv[1]))
+train(config, sys.argv[2], resume=sys.argv[3] == "1", progress=False)
+"""
+
+
+def test_resume_after_kill_keeps_every_label(tmp_path):
+    config = replace(TINY, total_steps=1500, budget=40, schedule_unit=300, eval_every=1000)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-c", _CHILD, json.dumps(config.to_dict()), str(run)]
+    child = subprocess.Popen([*cmd, "0"], env={**os.environ, "PYTHONHASHSEED": "0"})
+    feedback = run / "feedback.parquet"
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None:
+        if feedback.exists() and len(load_rated(feedback)) >= 20:
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, "the run ended before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    before = load_rated(feedback)
+    assert not (run / "summary.json").exists()
+    summary = train(config, run, resume=True, progress=False)
+    after = load_rated(feedback)
+    assert summary["labels_used"] == 40 == len(after)
+    np.testing.assert_array_equal(after.ratings[: len(before)], before.ratings)
+    np.testing.assert_array_equal(after.segments.obs[: len(before)], before.segments.obs)
+    assert summary["env_steps"] == 1500
+    assert (run / "progress.resume1.csv").exists() and (run / "progress.csv").exists()
