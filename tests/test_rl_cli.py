@@ -1,0 +1,44 @@
+"""``train_command`` as the CLI registers it: a short oracle run, bad input, resume refusal."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from typer.testing import CliRunner
+
+from ratingrl.experiments.train_cmd import train_command
+
+app = typer.Typer()
+app.command("train")(train_command)
+app.command("noop")(lambda: None)  # two commands so "train" is a subcommand, as in cli.py
+runner = CliRunner()
+SMALL = ["--env", "Pendulum-v1", "--net-arch", "16", "--eval-episodes", "1", "--no-progress"]
+
+
+def test_cli_oracle_run_and_bad_input(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--method", "oracle", "--algo", "ppo", "--steps", "64", "--n-steps", "64"]
+    result = runner.invoke(app, [*args, *SMALL, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 64
+    again = runner.invoke(app, [*args, *SMALL, "--out", str(out)])
+    assert again.exit_code == 2 and "not empty" in again.output
+    bad = runner.invoke(app, ["train", "--algo", "a2c", *SMALL, "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "unknown algo" in bad.output
+    budget = runner.invoke(
+        app,
+        [
+            "train",
+            "--steps",
+            "1000",
+            "--rating-range",
+            "-300,0",
+            *SMALL,
+            "--out",
+            str(tmp_path / "y"),
+        ],
+    )
+    assert budget.exit_code == 2 and "the run has only 1000" in budget.output
+    missing = runner.invoke(app, ["train", "--resume", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "no config.json" in missing.output
