@@ -70,7 +70,9 @@ def test_bad_input_is_reported_before_work(env_cache, tmp_path):
     code, out = run("bench", "fidelity", "--env", "NoSuchEnv-v9", "--out", str(tmp_path / "x"))
     assert code == 2 and "unknown environment 'NoSuchEnv-v9'" in out
     code, out = run("bench", "fidelity", *POOL, "--methods", "r4,magic")
-    assert code == 2 and "unknown method(s) ['magic']" in out
+    assert code == 2 and "unknown method 'magic'" in out
+    code, out = run("bench", "fidelity", *POOL, "--methods", "r4[margin=3]")
+    assert code == 2 and "method 'r4' has no setting ['margin']" in out
     code, out = run("bench", "fidelity", *POOL, "--ratings", "ten")
     assert code == 2 and "--ratings takes comma-separated whole numbers" in out
     code, out = run("rate", *POOL, "--ratings", "100000", "--out", str(tmp_path / "r.parquet"))
@@ -93,7 +95,8 @@ def test_bad_input_is_reported_before_work(env_cache, tmp_path):
 
 def test_fidelity_bench_report_and_plot(env_cache, tmp_path):
     out = tmp_path / "fidelity.json"
-    args = ["bench", "fidelity", *POOL, "--methods", "r4,rbrl,bt", "--ratings", "30,50",
+    variant = "r4[norm_penalty=0.1,regularization_strength=0.5]"
+    args = ["bench", "fidelity", *POOL, "--methods", f"r4,rbrl,bt,{variant}", "--ratings", "30,50",
             "--classes", "3", "--seeds", "2", "--epochs", "3", "--hidden", "16"]  # fmt: skip
     code, text = run(*args, "--workers", "1", "--out", str(out))
     assert code == 0, text
@@ -102,7 +105,8 @@ def test_fidelity_bench_report_and_plot(env_cache, tmp_path):
     assert report["config"]["ratings"] == [30, 50]
     assert [c["ratings"] for c in report["conditions"]] == [30, 50]
     for condition in report["conditions"]:
-        for method in ("r4", "rbrl", "bt"):
+        assert list(condition["results"]) == ["r4", "rbrl", "bt", variant]
+        for method in condition["results"]:
             entry = condition["results"][method]
             assert set(entry) >= {"kendall_tau", "spearman", "label_accuracy", "wall_time_s"}
             assert -1 <= entry["kendall_tau"]["mean"] <= 1 and entry["kendall_tau"]["n"] == 2

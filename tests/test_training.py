@@ -131,3 +131,19 @@ def test_no_warning_on_full_classes():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         train_reward_model(rated(100), method_config("rbrl"), TrainerConfig(epochs=1, net=FAST.net))
+
+
+def test_method_specs_name_variants():
+    from ratingrl.rewards.training import parse_method_spec, split_method_specs
+
+    assert split_method_specs("r4, rbrl,r4[norm_penalty=0.05,regularization_strength=0.5]") == (
+        "r4",
+        "rbrl",
+        "r4[norm_penalty=0.05,regularization_strength=0.5]",
+    )
+    name, overrides = parse_method_spec("multitask[weighting=equal,alpha=0.2]")
+    assert method_config(name, **overrides) == MultiTaskConfig(weighting="equal", alpha=0.2)
+    with pytest.raises(TrainingError, match="has no setting \\['margin'\\]"):
+        method_config("r4", margin=1)
+    with pytest.raises(TrainingError, match="is not key=value"):
+        parse_method_spec("r4[fast]")

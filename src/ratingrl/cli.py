@@ -230,6 +230,7 @@ def bench_fidelity(
     from dataclasses import replace
 
     from ratingrl.experiments.fidelity import FidelityConfig, run_fidelity
+    from ratingrl.rewards.training import split_method_specs
 
     try:
         spec = _pool_spec(env, pool_steps, pool_episodes, pool_max_steps)
@@ -237,7 +238,7 @@ def bench_fidelity(
         config = FidelityConfig(
             env_id=env,
             pool=spec,
-            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+            methods=split_method_specs(methods),
             ratings=_ints(ratings, "ratings"),
             classes=_ints(classes, "classes"),
             noise=_floats(noise, "noise"),

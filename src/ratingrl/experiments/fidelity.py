@@ -39,7 +39,13 @@ from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher, U
 from ratingrl.progress import progress_bar
 from ratingrl.rewards.metrics import kendall_tau, pair_accuracy, quantile_label_accuracy, spearman
 from ratingrl.rewards.nets import RewardNetConfig
-from ratingrl.rewards.training import METHODS, TrainerConfig, method_config, train_reward_model
+from ratingrl.rewards.training import (
+    TrainerConfig,
+    TrainingError,
+    method_config,
+    parse_method_spec,
+    train_reward_model,
+)
 
 __all__ = ["FidelityConfig", "run_fidelity", "summarise", "default_pool_spec"]
 
@@ -56,7 +62,10 @@ class FidelityConfig:
     """One benchmark sweep: the product of ``ratings`` x ``classes`` x ``noise`` x seeds."""
 
     env_id: str = "HalfCheetah-v5"
-    methods: tuple[str, ...] = ("r4", "rbrl", "multitask", "bt", "regression")
+    methods: tuple[str, ...] = field(
+        default=("r4", "rbrl", "multitask", "bt", "regression"),
+        metadata={"help": "method names, or variants such as r4[norm_penalty=0.05]"},
+    )
     ratings: tuple[int, ...] = (1000,)
     classes: tuple[int, ...] = (4,)
     noise: tuple[float, ...] = (0.0,)
@@ -79,11 +88,10 @@ class FidelityConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; known methods: {sorted(METHODS)}")
         if not self.methods:
             raise ValueError("methods is empty")
+        for spec in self.methods:
+            self.method(spec)  # raises a clear error for an unknown method or setting
         if any(n < 10 for n in self.ratings):
             raise ValueError(f"ratings must each be >= 10, got {self.ratings}")
         if any(k < 2 for k in self.classes):
@@ -99,6 +107,16 @@ class FidelityConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def method(self, spec: str):
+        """The method config a spec names (R4 gets this benchmark's groups per batch)."""
+        name, overrides = parse_method_spec(spec)
+        if name == "r4":
+            overrides = {"groups_per_batch": self.r4_groups_per_batch, **overrides}
+        try:
+            return method_config(name, **overrides)
+        except TrainingError as err:
+            raise ValueError(str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -137,21 +155,20 @@ def run_one(config: FidelityConfig, pool_file: str, job: _Job) -> dict:
     train, test = split_by_episode(segments, config.test_fraction, split_rng)
     if len(test) > config.max_test_segments:
         test = np.sort(split_rng.choice(test, config.max_test_segments, replace=False))
-    if job.ratings > len(train) and job.method != "bt":
+    method = config.method(job.method)
+    is_bt = method.name == "bt"
+    if job.ratings > len(train) and not is_bt:
         raise ValueError(
             f"ratings={job.ratings} exceeds the {len(train)} training segments of the pool"
         )
     bins = Bins.quantile(job.classes, segments.true_returns[train])
     teacher = RatingTeacher(bins, (UniformRelabel(job.noise),) if job.noise else ())
     label_rng = np.random.default_rng([job.seed, job.ratings, job.classes, round(job.noise * 1e6)])
-    if job.method == "bt":
+    if is_bt:
         data = _pairs(segments, train, job.ratings, job.noise, label_rng)
-        method = method_config("bt")
     else:
         chosen = np.sort(label_rng.choice(train, job.ratings, replace=False))
         data = teacher.rate_dataset(segments.subset(chosen), label_rng)
-        overrides = {"groups_per_batch": config.r4_groups_per_batch} if job.method == "r4" else {}
-        method = method_config(job.method, **overrides)
     start = time.perf_counter()
     result = train_reward_model(data, method, replace(config.trainer, seed=job.seed))
     held_out = segments.subset(test)
@@ -166,7 +183,7 @@ def run_one(config: FidelityConfig, pool_file: str, job: _Job) -> dict:
         "epochs_run": len(result.history),
         "wall_time_s": time.perf_counter() - start,
     }
-    if job.method == "bt":
+    if is_bt:
         rng = np.random.default_rng([job.seed, 1])
         a, b = rng.choice(len(test), (2, 2000))
         row["pair_accuracy"] = pair_accuracy(pred[a], pred[b], (truth[b] > truth[a]).astype(float))
@@ -201,7 +218,7 @@ def summarise(rows: list[dict], methods: Sequence[str]) -> list[dict]:
             if not runs:
                 continue
             entry = {m: _mean_std([r[m] for r in runs]) for m in RATING_METRICS}
-            if method == "bt":
+            if "pair_accuracy" in runs[0]:
                 entry["pair_accuracy"] = _mean_std([r["pair_accuracy"] for r in runs])
             entry["wall_time_s"] = float(np.mean([r["wall_time_s"] for r in runs]))
             results[method] = entry

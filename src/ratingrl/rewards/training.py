@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,8 @@ __all__ = [
     "MethodConfig",
     "METHODS",
     "method_config",
+    "parse_method_spec",
+    "split_method_specs",
     "TrainerConfig",
     "TrainResult",
     "TrainingError",
@@ -114,7 +117,51 @@ def method_config(name: str, **overrides: object) -> MethodConfig:
     """The default config of method ``name`` (with ``overrides``), or a clear error."""
     if name not in METHODS:
         raise TrainingError(f"unknown method {name!r}; known methods: {sorted(METHODS)}")
+    known = set(METHODS[name].__dataclass_fields__) - {"name"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TrainingError(
+            f"method {name!r} has no setting {unknown}; its settings: {sorted(known)}"
+        )
     return METHODS[name](**overrides)
+
+
+def _parse_value(text: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict[str, object]]:
+    """``"r4[norm_penalty=0.05,regularization_strength=0.5]"`` -> ``("r4", {...})``.
+
+    Lets a benchmark compare variants of one method side by side (ablations) under names that
+    say exactly what was changed.
+
+    >>> parse_method_spec("r4[norm_penalty=0.05]")
+    ('r4', {'norm_penalty': 0.05})
+    """
+    spec = spec.strip()
+    if "[" not in spec:
+        return spec, {}
+    if not spec.endswith("]"):
+        raise TrainingError(f"method spec {spec!r} must look like name[key=value,...]")
+    name, body = spec[:-1].split("[", 1)
+    overrides = {}
+    for item in filter(None, (x.strip() for x in body.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TrainingError(f"method spec {spec!r}: {item!r} is not key=value")
+        overrides[key.strip()] = _parse_value(value.strip())
+    return name.strip(), overrides
+
+
+def split_method_specs(text: str) -> tuple[str, ...]:
+    """Split ``"r4,rbrl,r4[kappa=10,x=1]"`` on the commas that are outside brackets."""
+    return tuple(s.strip() for s in re.split(r",(?![^\[]*\])", text) if s.strip())
 
 
 @dataclass(frozen=True)
