@@ -42,12 +42,14 @@ def text_rewards() -> list[float]:
     return JointReward(delta=DELTA)(answers, target=target)  # exact > close > malformed (0)
 
 
-def main(warm_steps: int = 400, steps: int = 300, seed: int = 0) -> dict[str, dict[str, float]]:
+def main(
+    warm_steps: int = 400, steps: int = 300, seed: int = 0, images_per_task: int = 1500
+) -> dict[str, dict[str, float]]:
     print("text rewards:", text_rewards())
 
     # Step 2: data (nothing is downloaded; the seed fixes everything).
-    train = make_images(1500, np.random.default_rng([seed, 0]))
-    test = make_images(500, np.random.default_rng([seed, 1]))
+    train = make_images(images_per_task, np.random.default_rng([seed, 0]))
+    test = make_images(images_per_task // 3, np.random.default_rng([seed, 1]))
     split = np.random.default_rng(seed)
     held_out_queries = {n: partition_queries(test, n, split) for n in (2, 4, 8)}
 

@@ -73,8 +73,16 @@ def test_typer_command_writes_json_and_plot(tmp_path) -> None:
     app = typer.Typer()
     app.command()(ordinal_command)
     out = tmp_path / "ordinal.json"
-    args = ["--quick", "--seeds", "1", "--methods", "mse,grpo_ranking", "--out", str(out),
-            "--no-progress"]
+    args = [
+        "--quick",
+        "--seeds",
+        "1",
+        "--methods",
+        "mse,grpo_ranking",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())

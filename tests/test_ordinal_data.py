@@ -105,15 +105,15 @@ def test_policy_samples_follow_the_model_distribution() -> None:
 @pytest.mark.parametrize("head", ["categorical", "scalar", "cumulative"])
 def test_supervised_training_beats_chance_on_counting(head: str) -> None:
     cfg = ImageTaskConfig(num_values=4)
-    pool = make_images(400, np.random.default_rng(0), cfg)
-    test = make_images(200, np.random.default_rng(1), cfg)
+    pool = make_images(300, np.random.default_rng(0), cfg)
+    test = make_images(150, np.random.default_rng(1), cfg)
     keep = pool.tasks == 0
     from ratingrl.ordinal.data import OrdinalImages
 
     train = OrdinalImages(pool.images[keep], pool.labels[keep], pool.tasks[keep])
     net = OrdinalCNN(num_values=4, head=head, generator=torch.Generator().manual_seed(0))
     losses = train_supervised(
-        net, train, SupervisedConfig(steps=150, batch_size=32, lr=3e-3), np.random.default_rng(2)
+        net, train, SupervisedConfig(steps=80, batch_size=32, lr=3e-3), np.random.default_rng(2)
     )
     assert np.mean(losses[-20:]) < np.mean(losses[:20])
     pred = predict_pool(net, test)[test.tasks == 0]

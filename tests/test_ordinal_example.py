@@ -17,7 +17,7 @@ def test_ordinal_example_runs_and_learns_the_ordering() -> None:
     example = _load()
     exact, close, malformed = example.text_rewards()
     assert exact > close > malformed == 0.0
-    out = example.main(warm_steps=60, steps=12)
+    out = example.main(warm_steps=60, steps=8, images_per_task=300)
     assert set(out) == {"before", "after"}
     for metrics in out.values():
         assert set(metrics) == {"mae", "accuracy", "kendall_tau", "query_tau"}

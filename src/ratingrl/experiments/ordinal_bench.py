@@ -138,8 +138,15 @@ class OrdinalBenchConfig:
     def quick(cls, **overrides: Any) -> OrdinalBenchConfig:
         """A smoke-size configuration (seconds, not minutes); results mean nothing."""
         small = dict(
-            seeds=2, train_per_task=120, test_per_task=64, images_per_step=16, warm_steps=15,
-            steps=10, group_size=4, inner_updates=2, workers=1,
+            seeds=2,
+            train_per_task=80,
+            test_per_task=48,
+            images_per_step=16,
+            warm_steps=10,
+            steps=6,
+            group_size=4,
+            inner_updates=2,
+            workers=1,
         )
         return cls(**{**small, **overrides})
 
@@ -184,8 +191,11 @@ def run_supervised(cfg: OrdinalBenchConfig, seed: int, method: str) -> dict[str,
     """
     train, test = _pools(cfg, seed)
     model = OrdinalCNN(
-        num_tasks=2, num_values=cfg.num_values, head=SUPERVISED[method],
-        image_size=cfg.image_size, generator=torch.Generator().manual_seed(seed),
+        num_tasks=2,
+        num_values=cfg.num_values,
+        head=SUPERVISED[method],
+        image_size=cfg.image_size,
+        generator=torch.Generator().manual_seed(seed),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.supervised_lr)
     first = _supervised_config(cfg, cfg.warm_steps)
@@ -245,20 +255,28 @@ def run_grpo(
 
     model, reference = warm_model(), warm_model().requires_grad_(False)
     grpo = GRPOConfig(
-        group_size=cfg.group_size, clip_eps=cfg.clip_eps, kl_beta=cfg.kl_beta,
+        group_size=cfg.group_size,
+        clip_eps=cfg.clip_eps,
+        kl_beta=cfg.kl_beta,
         inner_updates=cfg.inner_updates,
     )
     mutation = None
     if method == "grpo_joint_rmo":
         mutation = MutationConfig(cfg.mutation_probability, cfg.mutation_replaced)
     history = train_grpo(
-        ItemwisePolicy(model), ItemwisePolicy(reference),
+        ItemwisePolicy(model),
+        ItemwisePolicy(reference),
         torch.optim.Adam(model.parameters(), lr=cfg.grpo_lr),
-        _batch_maker(cfg, seed, method, train), cfg.steps, grpo,
-        torch.Generator().manual_seed(seed), mutation,
+        _batch_maker(cfg, seed, method, train),
+        cfg.steps,
+        grpo,
+        torch.Generator().manual_seed(seed),
+        mutation,
     )
     return {
-        "seed": seed, "method": method, "metrics": _evaluate(cfg, seed, model, test),
+        "seed": seed,
+        "method": method,
+        "metrics": _evaluate(cfg, seed, model, test),
         "training": _summarise_history(history),
     }
 
@@ -324,8 +342,12 @@ def _machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     return {
-        "nproc": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-        "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
     }
 
 
@@ -346,7 +368,9 @@ def run_ordinal_benchmark(config: OrdinalBenchConfig, progress: bool = True) -> 
     if config.workers > 1:
         ctx = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(
-            config.workers, mp_context=ctx, initializer=_init_worker,
+            config.workers,
+            mp_context=ctx,
+            initializer=_init_worker,
             initargs=(config.threads_per_worker,),
         )
     else:
@@ -473,8 +497,10 @@ def ordinal_command(
             overrides[name] = value
     if methods:
         overrides["methods"] = tuple(m.strip() for m in methods.split(",") if m.strip())
-    config = OrdinalBenchConfig.quick(**overrides) if quick else replace(
-        OrdinalBenchConfig(), **overrides
+    config = (
+        OrdinalBenchConfig.quick(**overrides)
+        if quick
+        else replace(OrdinalBenchConfig(), **overrides)
     )
     result = run_ordinal_benchmark(config, progress=progress)
     result["command"] = _command_line(out, seeds, quick, steps, warm_steps, methods, workers)
