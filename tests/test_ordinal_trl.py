@@ -1,9 +1,13 @@
 """TRL's GRPOTrainer runs a few steps with our rewards on a tiny, locally built language model."""
 
 import json
+import os
 
 import pytest
 
+# Belt and braces: the model and tokenizer are built locally, nothing may reach a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 pytest.importorskip("trl")
 
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
