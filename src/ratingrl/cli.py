@@ -275,12 +275,11 @@ def _print_fidelity(report: dict) -> None:
         console.print(table)
 
 
-try:  # the ordinal benchmark is optional until its module lands
-    from ratingrl.experiments.ordinal_bench import ordinal_command
+from ratingrl.experiments.ordinal_bench import ordinal_command  # noqa: E402
+from ratingrl.experiments.train_cmd import train_command  # noqa: E402
 
-    bench_app.command("ordinal")(ordinal_command)
-except ImportError:  # pragma: no cover
-    pass
+bench_app.command("ordinal")(ordinal_command)
+app.command("train")(train_command)
 
 
 @app.command()

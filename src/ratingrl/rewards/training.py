@@ -16,6 +16,7 @@ numbers (loss, validation Kendall tau and label accuracy).
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import re
 import warnings
@@ -46,6 +47,7 @@ __all__ = [
     "TrainResult",
     "TrainingError",
     "train_reward_model",
+    "train_mixed",
 ]
 
 
@@ -493,3 +495,85 @@ class _PairTrainer(_Trainer):
         rb = model.predict_returns(b.obs[v], b.acts[v]).mean(0)
         accuracy = pair_accuracy(ra, rb, self.data.labels[v])
         return {"val_score": accuracy, "val_accuracy": accuracy}
+
+
+# -- ratings and preferences together --------------------------------------------------------
+# Each step draws a batch of ratings (the rating method's own sampler, e.g. R4's stratified
+# groups) and a batch of pairs, and minimises ``rating_loss + preference_weight * bt_loss``.
+# Model selection uses the mean of the two validation scores. Living beside the single-source
+# trainers, mixed training shares their samplers, losses and epoch loop and cannot drift.
+
+
+class _MixedTrainer(_Trainer):
+    def __init__(self, ratings: _RatingTrainer, pairs: _PairTrainer, weight: float) -> None:
+        super().__init__(ratings.method, ratings.config, ratings.rng)
+        self.ratings, self.pairs, self.weight = ratings, pairs, weight
+        self.extra_params = ratings.extra_params
+        self.has_validation = ratings.has_validation or pairs.has_validation
+
+    def batches(self):
+        rating_batches = list(self.ratings.batches())
+        pair_batches = list(self.pairs.batches())
+        n = max(len(rating_batches), len(pair_batches))
+        cycle = itertools.cycle
+        return itertools.islice(zip(cycle(rating_batches), cycle(pair_batches), strict=False), n)
+
+    def loss(self, model: RewardEnsemble, batch) -> torch.Tensor:
+        rating_batch, pair_batch = batch
+        return self.ratings.loss(model, rating_batch) + self.weight * self.pairs.loss(
+            model, pair_batch
+        )
+
+    def validate(self, model: RewardEnsemble) -> dict:
+        r, p = self.ratings.validate(model), self.pairs.validate(model)
+        scores = [s for s in (r["val_score"], p["val_score"]) if np.isfinite(s)]
+        return {
+            "val_score": float(np.mean(scores)) if scores else float("nan"),
+            "val_accuracy": r["val_accuracy"],
+            "val_rating_tau": r["val_score"],
+            "val_pair_accuracy": p["val_score"],
+        }
+
+    def extra(self) -> dict:
+        return {**self.ratings.extra(), "preference_weight": self.weight}
+
+
+def train_mixed(
+    ratings: RatedSegments,
+    preferences: PreferencePairs,
+    method: MethodConfig,
+    config: TrainerConfig | None = None,
+    *,
+    preference_weight: float = 1.0,
+    model: RewardEnsemble | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train (or continue training) a reward ensemble on ratings and preference pairs together.
+
+    ``method`` is the rating method (r4, rbrl, multitask, regression); pairs always use
+    Bradley-Terry.
+    """
+    config = config or TrainerConfig()
+    if isinstance(method, BTConfig):
+        raise TrainingError("mixed training needs a rating method for the ratings, not 'bt'")
+    seg, first = ratings.segments, preferences.first
+    if (seg.obs_dim, seg.act_dim) != (first.obs_dim, first.act_dim):
+        raise TrainingError(
+            f"ratings have obs/act dims {(seg.obs_dim, seg.act_dim)} but preferences have "
+            f"{(first.obs_dim, first.act_dim)}"
+        )
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    if model is None:
+        model = RewardEnsemble(seg.obs_dim, seg.act_dim, config.net, config.seed)
+        obs = np.concatenate([seg.obs.reshape(-1, seg.obs_dim), first.obs.reshape(-1, seg.obs_dim)])
+        acts = np.concatenate(
+            [seg.acts.reshape(-1, seg.act_dim), first.acts.reshape(-1, seg.act_dim)]
+        )
+        model.fit_normalizer(obs, acts)
+    trainer = _MixedTrainer(
+        _RatingTrainer(ratings, method, config, rng),
+        _PairTrainer(preferences, BTConfig(), config, rng),
+        preference_weight,
+    )
+    return trainer.fit(model, on_epoch)

@@ -34,12 +34,12 @@ from ratingrl.feedback.segments import RatedSegments
 from ratingrl.feedback.sources import RatingSource, TeacherSource
 from ratingrl.feedback.teachers import Bins, RatingTeacher, UniformRelabel
 from ratingrl.progress import progress_bar
-from ratingrl.rewards.mixed import train_mixed
 from ratingrl.rewards.nets import RewardEnsemble, RewardNetConfig
 from ratingrl.rewards.training import (
     METHODS,
     TrainerConfig,
     method_config,
+    train_mixed,
     train_reward_model,
 )
 from ratingrl.rl.checkpoint import find_checkpoint, load_state, rng_state, save_checkpoint
