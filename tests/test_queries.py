@@ -108,3 +108,17 @@ def test_make_selector_rejects_unknown_names():
     assert isinstance(make_selector("entropy", 4), EntropySelector)
     with pytest.raises(FeedbackError, match="unknown query selector"):
         make_selector("best")
+
+
+def test_pair_selector_gives_distinct_pairs_and_rejects_unknown_rules():
+    from ratingrl.feedback.queries import PairSelector
+
+    cands = _candidates()
+    rng = np.random.default_rng(0)
+    ensemble = lambda obs, acts: np.stack([obs[..., 0].sum(1) * s for s in (1.0, 0.5, 2.0)])  # noqa: E731
+    pairs = PairSelector("disagreement").select(cands, 7, ensemble, rng)
+    assert pairs.shape == (7, 2) and (pairs[:, 0] != pairs[:, 1]).all()
+    again = PairSelector("disagreement").select(cands, 7, ensemble, np.random.default_rng(0))
+    np.testing.assert_array_equal(pairs, again)  # same generator state, same queries
+    with pytest.raises(FeedbackError, match="unknown pair selection"):
+        PairSelector("stratified")

@@ -32,6 +32,8 @@ __all__ = [
     "rating_entropy",
     "preference_entropy",
     "select_pairs",
+    "PairSelector",
+    "PAIR_SELECTORS",
 ]
 
 ReturnsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -224,3 +226,25 @@ def select_pairs(
             raise FeedbackError(f"unknown pair selection {by!r}: uniform, disagreement, entropy")
         pick = _top_k(score, k, rng)
     return np.stack([first[pick], second[pick]], axis=1)
+
+
+PAIR_SELECTORS = ("uniform", "disagreement", "entropy")
+
+
+@dataclass(frozen=True)
+class PairSelector:
+    """:func:`select_pairs` behind the :class:`QuerySelector` interface: ``[k, 2]`` indices.
+
+    The online loop hands whatever a selector returns to its source; a ``[k, 2]`` answer becomes
+    ``k`` comparisons, so preference queries need no special case in the loop.
+    """
+
+    by: str = "entropy"
+    pool_factor: int = 10
+
+    def __post_init__(self) -> None:
+        if self.by not in PAIR_SELECTORS:
+            raise FeedbackError(f"unknown pair selection {self.by!r}; known: {PAIR_SELECTORS}")
+
+    def select(self, candidates, k, returns_fn, rng) -> np.ndarray:
+        return select_pairs(candidates, k, returns_fn, rng, self.by, self.pool_factor)

@@ -8,6 +8,7 @@ the learned return says what the policy is optimising.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -15,9 +16,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from ratingrl.feedback.rollouts import collect_episodes
-from ratingrl.rl.reward_wrapper import StepRewardFn
+from ratingrl.rl.reward_wrapper import EpisodeRecorder, StepRewardFn
 
-__all__ = ["evaluate", "PeriodicEvaluation"]
+__all__ = ["evaluate", "PeriodicEvaluation", "LearnedEpisodeReturns"]
 
 
 def evaluate(
@@ -87,3 +88,43 @@ class PeriodicEvaluation(BaseCallback):
         self.logger.record("eval/episode_length", result["episode_length"])
         self.logger.dump(self.num_timesteps)
         return result
+
+
+class LearnedEpisodeReturns(BaseCallback):
+    """``rollout/ep_learned_rew_mean``: the learned return of finished training episodes.
+
+    SB3's ``rollout/ep_rew_mean`` comes from the ``Monitor`` below the reward wrapper, so it is
+    the *environment's* return; this is the other half of the picture -- what the learner is
+    being paid. Each episode is scored once, when it ends, by the reward model in force then
+    (PPO's deferred scoring and SAC's relabelling make the reward the learner trains on the
+    current model's anyway). Scoring is one batched forward pass per finished episode, taken from
+    the :class:`EpisodeRecorder` the online loop already keeps; the mean is over the last
+    ``window`` episodes, like SB3's.
+    """
+
+    def __init__(
+        self,
+        recorder: EpisodeRecorder,
+        reward_fn: Callable[[], StepRewardFn | None],
+        window: int = 100,
+    ) -> None:
+        super().__init__()
+        self.recorder, self.reward_fn = recorder, reward_fn
+        self.returns: deque[float] = deque(maxlen=window)
+        self._seen = recorder.next_id
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.recorder.next_id == self._seen:
+            return
+        fn = self.reward_fn()
+        new = [ep for ep in self.recorder.episodes if ep.episode_id >= self._seen]
+        self._seen = self.recorder.next_id
+        if fn is None:
+            return
+        for ep in new:
+            self.returns.append(float(np.sum(fn(ep.obs, ep.acts))))
+        if self.returns:
+            self.logger.record("rollout/ep_learned_rew_mean", float(np.mean(self.returns)))

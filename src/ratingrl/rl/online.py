@@ -28,9 +28,16 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 
-from ratingrl.feedback.io import load_rated, read_metadata, save_rated
+from ratingrl.feedback.io import (
+    load_preferences,
+    load_rated,
+    read_metadata,
+    save_preferences,
+    save_rated,
+)
+from ratingrl.feedback.preference_source import PreferenceSource, SegmentPairs, concat_segments
 from ratingrl.feedback.queries import QuerySelector, StratifiedSelector
-from ratingrl.feedback.segments import FeedbackError, RatedSegments, SegmentSet
+from ratingrl.feedback.segments import FeedbackError, PreferencePairs, RatedSegments, SegmentSet
 from ratingrl.feedback.sources import RatingSource
 from ratingrl.rewards.nets import RewardEnsemble
 from ratingrl.rewards.training import TrainingError
@@ -45,7 +52,17 @@ __all__ = [
     "RewardUpdater",
     "OnlineFeedback",
     "concat_rated",
+    "concat_pairs",
+    "Labels",
+    "RemapFn",
+    "remap_hook",
 ]
+
+Labels = RatedSegments | PreferencePairs
+"""What a source hands back: ratings or preference labels; the loop treats both alike."""
+
+RemapFn = Callable[[np.ndarray], np.ndarray]
+"""Ratings on a finer scale -> the same ratings on the source's new, coarser scale."""
 
 
 class ScheduleError(ValueError):
@@ -153,57 +170,124 @@ def concat_rated(a: RatedSegments | None, b: RatedSegments) -> RatedSegments:
     return RatedSegments(segments, np.concatenate([a.ratings, b.ratings]), a.scale, a.source, rater)
 
 
+def concat_pairs(a: PreferencePairs | None, b: PreferencePairs) -> PreferencePairs:
+    """``a``'s pairs followed by ``b``'s, keeping ``a``'s source."""
+    if a is None:
+        return b
+    a.first.check_compatible(b.first, "new pairs")
+    return PreferencePairs(
+        concat_segments([a.first, b.first]),
+        concat_segments([a.second, b.second]),
+        np.concatenate([a.labels, b.labels]),
+        a.source,
+    )
+
+
+def remap_hook(source: object) -> RemapFn | None:
+    """The source's ``remap`` (or its teacher's, e.g. a DynamicRatingTeacher's), if it has one."""
+    for owner in (source, getattr(source, "teacher", None)):
+        fn = getattr(owner, "remap", None)
+        if callable(fn):
+            return fn
+    return None
+
+
+def _rescale(stored: RatedSegments, new: RatedSegments, remap: RemapFn | None):
+    """Put ``stored`` and ``new`` on one scale: the coarser one, via ``remap``.
+
+    A rating source may coarsen its scale mid-run (R4's response shift). Stored fine ratings are
+    then mapped onto the coarse scale, so every label keeps being used; without a remap there is
+    no sound mapping and the run stops with an error rather than mixing scales.
+    """
+    if stored.scale == new.scale:
+        return stored, new
+    if remap is None:
+        raise FeedbackError(
+            f"the rating scale changed from {stored.scale.n} to {new.scale.n} classes and the "
+            "source has no remap() to carry stored ratings over"
+        )
+    fine, coarse = (stored, new) if stored.scale.n > new.scale.n else (new, stored)
+    mapped = np.asarray(remap(fine.ratings), dtype=np.int64)
+    source = {**fine.source, "remapped_from_classes": fine.scale.n}
+    fine = RatedSegments(fine.segments, mapped, coarse.scale, source, fine.rater)
+    return (fine, coarse) if fine.segments is stored.segments else (coarse, fine)
+
+
 @dataclass
 class FeedbackStore:
     """Every label collected in a run, on disk after each arrival (one atomic Parquet write).
 
-    ``rounds_done`` travels in the file's metadata, so a resumed run neither repeats a round
-    nor forgets one.
+    Labels are ratings or preference pairs (one kind per run). ``rounds_done`` travels in the
+    file's metadata, so a resumed run neither repeats a round nor forgets one. ``remap`` carries
+    stored ratings over when the source's rating scale changes (see :func:`remap_hook`).
     """
 
     path: Path
-    data: RatedSegments | None = None
+    data: Labels | None = None
     rounds_done: int = 0
     meta: dict = field(default_factory=dict)
+    remap: RemapFn | None = None
+    remapped: int = 0
 
     def __len__(self) -> int:
         return 0 if self.data is None else len(self.data)
 
-    def add(self, rated: RatedSegments) -> None:
-        self.data = concat_rated(self.data, rated)
+    def add(self, labels: Labels) -> None:
+        if isinstance(labels, PreferencePairs):
+            if isinstance(self.data, RatedSegments):
+                raise FeedbackError("preference labels cannot join a store of ratings")
+            self.data = concat_pairs(self.data, labels)
+        else:
+            if isinstance(self.data, PreferencePairs):
+                raise FeedbackError("ratings cannot join a store of preference labels")
+            if self.data is not None and self.data.scale != labels.scale:
+                before = self.data.scale.n
+                self.data, labels = _rescale(self.data, labels, self.remap)
+                if self.data.scale.n != before:
+                    self.remapped += len(self.data)
+            self.data = concat_rated(self.data, labels)
         self.save()
 
     def save(self) -> None:
         if self.data is None:
             return
         source = {**self.data.source, **self.meta, "rounds_done": self.rounds_done}
-        save_rated(replace(self.data, source=source), self.path)
+        if isinstance(self.data, PreferencePairs):
+            save_preferences(replace(self.data, source=source), self.path)
+        else:
+            save_rated(replace(self.data, source=source), self.path)
 
     @classmethod
-    def load(cls, path: Path, meta: dict | None = None) -> FeedbackStore:
+    def load(
+        cls, path: Path, meta: dict | None = None, remap: RemapFn | None = None
+    ) -> FeedbackStore:
         if not Path(path).exists():
-            return cls(Path(path), meta=dict(meta or {}))
-        read_metadata(path)  # a clear error for a foreign or corrupt file
-        data = load_rated(path)
+            return cls(Path(path), meta=dict(meta or {}), remap=remap)
+        kind = read_metadata(path).get("kind")  # a clear error for a foreign or corrupt file
+        data = load_preferences(path) if kind == "preferences" else load_rated(path)
         rounds = int(data.source.get("rounds_done", 0))
-        return cls(Path(path), data, rounds, dict(meta or {}))
+        return cls(Path(path), data, rounds, dict(meta or {}), remap)
 
 
-RewardUpdater = Callable[[RatedSegments, RewardEnsemble | None], tuple[RewardEnsemble, dict]]
+RewardUpdater = Callable[[Labels, RewardEnsemble | None], tuple[RewardEnsemble, dict]]
 """``(all labels, current model or None) -> (updated model, log row)``."""
 
 
 class OnlineFeedback(BaseCallback):
     """The online loop; every component is passed in (source, selector, updater, store).
 
-    ``reward_model`` is the current reward ensemble (``self.model`` is SB3's algorithm).
+    The loop never asks what kind of feedback it handles: the selector's answer (``[k]``
+    segment indices, or ``[k, 2]`` pair indices) becomes the source's query, and whatever the
+    source hands back goes to the store and the updater. So a rating teacher, a preference
+    teacher or the rating app plug in unchanged. ``reward_model`` is the current reward ensemble
+    (``self.model`` is SB3's algorithm).
     """
 
     def __init__(
         self,
         *,
         schedule: Schedule,
-        source: RatingSource,
+        source: RatingSource | PreferenceSource,
         selector: QuerySelector,
         updater: RewardUpdater,
         store: FeedbackStore,
@@ -253,13 +337,13 @@ class OnlineFeedback(BaseCallback):
             candidates = self.recorder.segments(self.horizon, self.candidate_stride)
         except FeedbackError:
             return False
-        if len(candidates) < k:
+        if len(candidates) < max(k, 2):
             return False
         if not self._episode_based():
             m = min(len(candidates), self.candidate_factor * k)
             candidates = candidates.subset(np.sort(self.rng.choice(len(candidates), m, False)))
-        picked = self.selector.select(candidates, k, self.returns_fn, self.rng)
-        self.source.request(candidates.subset(picked))
+        picked = np.asarray(self.selector.select(candidates, k, self.returns_fn, self.rng))
+        self.source.request(_queries(candidates, picked))
         self.logger.record("feedback/requested", k)
         return True
 
@@ -268,16 +352,19 @@ class OnlineFeedback(BaseCallback):
 
     def poll(self, timeout: float = 0.0) -> None:
         """Store whatever ratings arrived; update the reward when there are new ones."""
-        rated = self.source.collect(timeout)
-        if rated is not None and len(rated):
-            self.store.add(rated)
+        labels = self.source.collect(timeout)
+        if labels is not None and len(labels):
+            remapped = self.store.remapped
+            self.store.add(labels)
+            if self.store.remapped > remapped:
+                self.logger.record("feedback/remapped", self.store.remapped)
         if len(self.store) > self.trained_on:
             self.update_reward()
 
     def update_reward(self) -> None:
         """Train on every label so far, swap the env's reward, relabel SAC's replay buffer."""
         data = self.store.data
-        if data is None or len(np.unique(data.ratings)) < 2:
+        if data is None or not _learnable(data):
             self.logger.record("feedback/waiting_for_second_class", 1)
             self.trained_on = len(self.store)  # retry when new labels arrive, not every step
             return
@@ -309,3 +396,17 @@ class OnlineFeedback(BaseCallback):
         space = self.model.action_space
         box = space if isinstance(space, spaces.Box) else None
         return relabel_replay_buffer(buffer, self.reward_model.predict_rewards, box)
+
+
+def _queries(candidates: SegmentSet, picked: np.ndarray) -> SegmentSet | SegmentPairs:
+    """``[k]`` indices -> segments to rate; ``[k, 2]`` -> pairs to compare."""
+    if picked.ndim == 2:
+        return SegmentPairs(candidates.subset(picked[:, 0]), candidates.subset(picked[:, 1]))
+    return candidates.subset(picked)
+
+
+def _learnable(data: Labels) -> bool:
+    """Ratings need two classes (one class says nothing about order); pairs need two pairs."""
+    if isinstance(data, PreferencePairs):
+        return len(data) >= 2
+    return len(np.unique(data.ratings)) >= 2

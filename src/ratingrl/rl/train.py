@@ -29,10 +29,17 @@ from stable_baselines3.common.logger import Logger, make_output_format
 
 from ratingrl.feedback.envs import make_env
 from ratingrl.feedback.io import atomic_write_bytes, load_preferences, load_rated
-from ratingrl.feedback.queries import SELECTORS, make_selector
+from ratingrl.feedback.preference_source import PreferenceSource, PreferenceTeacherSource
+from ratingrl.feedback.queries import PAIR_SELECTORS, SELECTORS, PairSelector, make_selector
 from ratingrl.feedback.segments import RatedSegments
 from ratingrl.feedback.sources import RatingSource, TeacherSource
-from ratingrl.feedback.teachers import Bins, RatingTeacher, UniformRelabel
+from ratingrl.feedback.teachers import (
+    Bins,
+    DynamicRatingTeacher,
+    PreferenceTeacher,
+    RatingTeacher,
+    UniformRelabel,
+)
 from ratingrl.progress import progress_bar
 from ratingrl.rewards.nets import RewardEnsemble, RewardNetConfig
 from ratingrl.rewards.training import (
@@ -44,8 +51,15 @@ from ratingrl.rewards.training import (
 )
 from ratingrl.rl.checkpoint import find_checkpoint, load_state, rng_state, save_checkpoint
 from ratingrl.rl.entropy import StateEntropyReward
-from ratingrl.rl.evaluation import PeriodicEvaluation, evaluate
-from ratingrl.rl.online import FeedbackStore, OnlineFeedback, RewardUpdater, Schedule
+from ratingrl.rl.evaluation import LearnedEpisodeReturns, PeriodicEvaluation, evaluate
+from ratingrl.rl.online import (
+    FeedbackStore,
+    Labels,
+    OnlineFeedback,
+    RewardUpdater,
+    Schedule,
+    remap_hook,
+)
 from ratingrl.rl.relabel import PPORolloutScorer
 from ratingrl.rl.reward_wrapper import EpisodeRecorder, LearnedRewardVecEnv, zero_reward
 
@@ -101,12 +115,22 @@ class RunConfig:
     candidate_episodes: int = _f(50, "online: candidates come from the last N episodes")
     candidate_stride: int = _f(10, "online: steps between candidate window starts")
     candidate_factor: int = _f(10, "online: candidates scored per query (non-stratified)")
-    selector: str = _f("stratified", "online: uniform | disagreement | entropy | stratified")
+    selector: str = _f(
+        "auto",
+        "online: uniform | disagreement | entropy | stratified (ratings only); "
+        "auto = stratified for ratings, entropy for preference pairs",
+    )
     n_classes: int = _f(4, "online teacher: rating levels")
+    coarse_classes: int = _f(
+        0, "online teacher: switch to this many classes after --switch-after ratings (0: never)"
+    )
+    switch_after: int = _f(40, "online teacher: ratings on the fine scale before the switch")
     rating_range: tuple[float, float] | None = _f(
         None, "online teacher: segment-return range split into equal bins (dmc: 0..horizon)"
     )
-    label_noise: float = _f(0.0, "online teacher: probability of a uniformly random rating")
+    label_noise: float = _f(
+        0.0, "online teacher: probability of a random rating (bt: of a flipped preference)"
+    )
     pretrain_steps: int = _f(0, "online: PEBBLE state-entropy reward until the first update")
     eval_every: int = _f(10_000, "env steps between evaluations")
     eval_episodes: int = _f(5, "episodes per evaluation")
@@ -137,7 +161,10 @@ class RunConfig:
             (self.n_envs >= 1, f"n_envs must be >= 1, got {self.n_envs}"),
             (self.eval_every >= 1 and self.eval_episodes >= 1, "eval_every/eval_episodes >= 1"),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}: {SCHEDULES}"),
-            (self.selector in SELECTORS, f"unknown selector {self.selector!r}: {SELECTORS}"),
+            (
+                self.selector in (*SELECTORS, "auto"),
+                f"unknown selector {self.selector!r}: {(*SELECTORS, 'auto')}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -152,8 +179,20 @@ class RunConfig:
             if self.method != "bt" and self.dataset is None:
                 raise RunError(f"method {self.method} learns from --dataset (rated segments)")
         else:
-            if self.method == "bt":
-                raise RunError("online bt (preference queries) is not supported yet: use ratings")
+            if self.method == "bt" and self.selector not in (*PAIR_SELECTORS, "auto"):
+                raise RunError(
+                    f"selector {self.selector!r} picks segments to rate; preference pairs are "
+                    f"chosen by one of {list(PAIR_SELECTORS)}"
+                )
+            if self.coarse_classes and (
+                self.coarse_classes < 2
+                or self.coarse_classes >= self.n_classes
+                or self.n_classes % self.coarse_classes
+            ):
+                raise RunError(
+                    f"--coarse-classes {self.coarse_classes} must be >= 2, fewer than --classes "
+                    f"{self.n_classes} and divide it (coarse edges must be fine edges)"
+                )
             if self.dataset is not None or self.preferences is not None:
                 raise RunError("online runs collect their own labels: drop --dataset")
 
@@ -200,7 +239,11 @@ def _schedule(config: RunConfig) -> Schedule:
     return schedule
 
 
-def _teacher_source(config: RunConfig) -> TeacherSource:
+def _teacher_source(config: RunConfig) -> TeacherSource | PreferenceTeacherSource:
+    """The simulated teacher of an online run: it rates (or compares) by the true return."""
+    rng = np.random.default_rng(config.seed + 1)
+    if config.method == "bt":
+        return PreferenceTeacherSource(PreferenceTeacher(mistake=config.label_noise), rng)
     low_high = config.rating_range
     if low_high is None:
         if not config.env_id.startswith("dmc/"):
@@ -210,8 +253,20 @@ def _teacher_source(config: RunConfig) -> TeacherSource:
             )
         low_high = (0.0, float(config.horizon))  # DMC rewards are in [0, 1] per step
     noise = (UniformRelabel(config.label_noise),) if config.label_noise else ()
-    teacher = RatingTeacher(Bins.equal_width(config.n_classes, *low_high), noise)
-    return TeacherSource(teacher, np.random.default_rng(config.seed + 1))
+    bins = Bins.equal_width(config.n_classes, *low_high)
+    teacher = RatingTeacher(bins, noise)
+    if not config.coarse_classes:
+        return TeacherSource(teacher, rng)
+    step = config.n_classes // config.coarse_classes
+    coarse = Bins(bins.edges[step - 1 :: step], 1.0, "equal_width", {"n": config.coarse_classes})
+    return TeacherSource(DynamicRatingTeacher(teacher, coarse, config.switch_after), rng)
+
+
+def _selector(config: RunConfig, source):
+    if config.method == "bt":
+        return PairSelector("entropy" if config.selector == "auto" else config.selector)
+    name = "stratified" if config.selector == "auto" else config.selector
+    return make_selector(name, source.scale.n)
 
 
 def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> None:
@@ -263,7 +318,7 @@ def _offline_reward(config: RunConfig, rated, pairs) -> tuple[RewardEnsemble, di
 def _updater(config: RunConfig) -> RewardUpdater:
     method, trainer = method_config(config.method), _trainer_config(config)
 
-    def update(data: RatedSegments, model: RewardEnsemble | None):
+    def update(data: Labels, model: RewardEnsemble | None):
         result = train_reward_model(
             data, method, replace(trainer, seed=trainer.seed + len(data)), model=model
         )
@@ -340,12 +395,13 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    source: RatingSource | None = None,
+    source: RatingSource | PreferenceSource | None = None,
     progress: bool = True,
 ) -> dict:
     """Train a policy as ``config`` says, in ``run_dir``; returns (and writes) the summary.
 
-    ``source`` replaces the simulated teacher of online runs (e.g. the rating app's source).
+    ``source`` replaces the simulated teacher of online runs (e.g. the rating app's source; a
+    :class:`~ratingrl.feedback.preference_source.PreferenceSource` for ``method="bt"``).
     ``resume`` continues the run in ``run_dir`` from its last checkpoint, keeping every label.
     ``overwrite`` replaces an existing run folder; ``progress`` shows a rich progress bar.
     """
@@ -414,13 +470,21 @@ def train(
     query_rng = np.random.default_rng(config.seed + 2)
     if "query_rng" in state:
         query_rng.bit_generator.state = state["query_rng"]
-    if isinstance(source, TeacherSource) and "source_rng" in state:
-        source.rng.bit_generator.state = state["source_rng"]
+    source_rng = getattr(source, "rng", None)
+    source_rng = source_rng if isinstance(source_rng, np.random.Generator) else None
+    if source_rng is not None and state.get("source_rng") is not None:
+        source_rng.bit_generator.state = state["source_rng"]
 
     loop: OnlineFeedback | None = None
     if online:
-        store = FeedbackStore.load(run_dir / "feedback.parquet", {"env_id": config.env_id})
-        selector = make_selector(config.selector, source.scale.n)
+        store = FeedbackStore.load(
+            run_dir / "feedback.parquet", {"env_id": config.env_id}, remap_hook(source)
+        )
+        teacher = getattr(source, "teacher", None)
+        if isinstance(teacher, DynamicRatingTeacher) and resume:
+            # every stored label came from this teacher: it has rated at least that many
+            teacher.rated = max(teacher.rated, len(store), int(state.get("teacher_rated", 0)))
+        selector = _selector(config, source)
         loop = OnlineFeedback(
             schedule=schedule,
             source=source,
@@ -451,9 +515,8 @@ def train(
             {
                 "rng": rng_state(),
                 "query_rng": query_rng.bit_generator.state,
-                "source_rng": source.rng.bit_generator.state
-                if isinstance(source, TeacherSource)
-                else None,
+                "source_rng": None if source_rng is None else source_rng.bit_generator.state,
+                "teacher_rated": getattr(getattr(source, "teacher", None), "rated", 0),
                 "recorder": recorder.state(),
                 "eval_history": history,
                 "trained_on": loop.trained_on if loop is not None else 0,
@@ -499,7 +562,10 @@ def train(
         monitor = _Monitor(
             bar, task, status, write_checkpoint, config.checkpoint_every, start_steps
         )
-        callbacks = [c for c in (loop, monitor, evaluator) if c is not None]
+        learned_returns = (
+            LearnedEpisodeReturns(recorder, current_reward) if config.method != "oracle" else None
+        )
+        callbacks = [c for c in (loop, monitor, evaluator, learned_returns) if c is not None]
         if defer:
             callbacks.insert(1 if loop is not None else 0, PPORolloutScorer(reward_env))
         learn_start = time.perf_counter()

@@ -1,0 +1,97 @@
+"""Where preference labels come from: :class:`RatingSource`'s request/collect shape, for pairs.
+
+The online loop asks for labels the same way whatever the feedback is: ``request`` a query,
+``collect`` what has arrived. For ratings the query is a :class:`SegmentSet`; for preferences it
+is a :class:`SegmentPairs` (the two segments of each comparison). A simulated B-Pref teacher
+answers at once; a web page of people comparing clips could answer later through the same two
+calls. Skipped queries (B-Pref's "skip" teacher) are simply not returned, like a rater who never
+answers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ratingrl.feedback.segments import FeedbackError, PreferencePairs, SegmentSet
+from ratingrl.feedback.teachers import PreferenceTeacher
+
+__all__ = ["SegmentPairs", "PreferenceSource", "PreferenceTeacherSource", "concat_segments"]
+
+
+@dataclass(frozen=True)
+class SegmentPairs:
+    """Unlabelled comparisons: ``first[i]`` against ``second[i]``."""
+
+    first: SegmentSet
+    second: SegmentSet
+
+    def __post_init__(self) -> None:
+        self.first.check_compatible(self.second, "second segments")
+        if len(self.first) != len(self.second):
+            raise FeedbackError(f"{len(self.first)} first vs {len(self.second)} second segments")
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+
+@runtime_checkable
+class PreferenceSource(Protocol):
+    """Anything that can compare pairs of segments, now or later."""
+
+    def request(self, pairs: SegmentPairs) -> None:
+        """Queue ``pairs`` for comparison."""
+        ...
+
+    def collect(self, timeout: float = 0.0) -> PreferencePairs | None:
+        """Labels that arrived since the last call (waiting up to ``timeout`` s), or None."""
+        ...
+
+
+def concat_segments(sets: list[SegmentSet]) -> SegmentSet:
+    """One :class:`SegmentSet` from several with the same shapes (true rewards kept if all have)."""
+    has_rewards = all(s.true_rewards is not None for s in sets)
+    return SegmentSet(
+        np.concatenate([s.obs for s in sets]),
+        np.concatenate([s.acts for s in sets]),
+        np.concatenate([s.true_rewards for s in sets]) if has_rewards else None,
+        np.concatenate([s.episode_id for s in sets]),
+        np.concatenate([s.start for s in sets]),
+        dict(sets[0].info),
+    )
+
+
+@dataclass
+class PreferenceTeacherSource:
+    """A simulated :class:`PreferenceTeacher` behind the request/collect interface."""
+
+    teacher: PreferenceTeacher
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    skipped: int = 0
+    _pending: list[SegmentPairs] = field(default_factory=list, init=False, repr=False)
+
+    def request(self, pairs: SegmentPairs) -> None:
+        if len(pairs) == 0:
+            raise FeedbackError("request() needs at least one pair")
+        if pairs.first.true_rewards is None or pairs.second.true_rewards is None:
+            raise FeedbackError("a simulated teacher needs segments with true_rewards")
+        self._pending.append(pairs)
+
+    def collect(self, timeout: float = 0.0) -> PreferencePairs | None:
+        del timeout  # a teacher never keeps anyone waiting
+        if not self._pending:
+            return None
+        started = time.time()
+        batches, self._pending = self._pending, []
+        first = concat_segments([b.first for b in batches])
+        second = concat_segments([b.second for b in batches])
+        labels, answered = self.teacher.label(first, second, self.rng)
+        self.skipped += int((~answered).sum())
+        if not answered.any():
+            return None
+        keep = np.flatnonzero(answered)
+        source = {**self.teacher.to_dict(), "rated_at": started}
+        return PreferencePairs(first.subset(keep), second.subset(keep), labels[keep], source)
