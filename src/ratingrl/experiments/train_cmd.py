@@ -6,6 +6,7 @@ field of :class:`ratingrl.rl.train.RunConfig`; the help strings say the same thi
     ratingrl train --env dmc/cartpole-balance --algo sac --method oracle --steps 3000 --out runs/o
     ratingrl train --env dmc/walker-walk --method r4 --mode offline --dataset rated.parquet --out r
     ratingrl train --env dmc/walker-walk --method rbrl --mode online --budget 100 --per-round 10
+    ratingrl train --env dmc/cartpole-balance --algo ppo --method bt --budget 200 --out runs/bt
     ratingrl train --resume runs/o
 """
 
@@ -64,14 +65,27 @@ def train_command(
         str, typer.Option(help="online: explicit round steps, comma-separated")
     ] = "",
     selector: Annotated[
-        str, typer.Option(help="online: uniform | disagreement | entropy | stratified")
-    ] = "stratified",
+        str,
+        typer.Option(
+            help="online: uniform | disagreement | entropy | stratified (ratings only) | auto "
+            "(stratified for ratings, entropy for bt's pairs)"
+        ),
+    ] = "auto",
     horizon: Annotated[int, typer.Option(help="online: segment length")] = 50,
     classes: Annotated[int, typer.Option(help="online teacher: rating levels")] = 4,
+    coarse_classes: Annotated[
+        int,
+        typer.Option(help="online teacher: switch to this many levels later (0: never; R4 shift)"),
+    ] = 0,
+    switch_after: Annotated[
+        int, typer.Option(help="online teacher: ratings given before the switch")
+    ] = 40,
     rating_range: Annotated[
         str, typer.Option(help="online teacher: LOW,HIGH segment return (dmc: 0,horizon)")
     ] = "",
-    label_noise: Annotated[float, typer.Option(help="online teacher: random-rating rate")] = 0.0,
+    label_noise: Annotated[
+        float, typer.Option(help="online teacher: random-rating rate (bt: flipped answers)")
+    ] = 0.0,
     pretrain_steps: Annotated[
         int, typer.Option(help="online: state-entropy pre-training steps (PEBBLE)")
     ] = 0,
@@ -81,6 +95,9 @@ def train_command(
     n_steps: Annotated[int, typer.Option(help="PPO rollout length")] = 2048,
     reward_hidden: Annotated[str, typer.Option(help="reward net hidden layers")] = "256,256",
     reward_epochs: Annotated[int, typer.Option(help="max epochs per reward update")] = 50,
+    ensemble_size: Annotated[int, typer.Option(help="reward ensemble members")] = 3,
+    n_envs: Annotated[int, typer.Option(help="parallel environment copies")] = 1,
+    buffer_size: Annotated[int, typer.Option(help="SAC replay buffer capacity")] = 1_000_000,
     max_episode_steps: Annotated[
         int | None, typer.Option(help="cut episodes at this length")
     ] = None,
@@ -125,6 +142,9 @@ def train_command(
                 n_steps=n_steps,
                 reward_hidden=_numbers(reward_hidden, "reward-hidden"),
                 reward_epochs=reward_epochs,
+                ensemble_size=ensemble_size,
+                n_envs=n_envs,
+                buffer_size=buffer_size,
                 dataset=None if dataset is None else str(dataset),
                 preferences=None if preferences is None else str(preferences),
                 budget=budget,
@@ -135,6 +155,8 @@ def train_command(
                 horizon=horizon,
                 selector=selector,
                 n_classes=classes,
+                coarse_classes=coarse_classes,
+                switch_after=switch_after,
                 rating_range=rating or None,
                 label_noise=label_noise,
                 pretrain_steps=pretrain_steps,
