@@ -1,0 +1,214 @@
+"""The operator's commands: ``ratingrl app ...`` (a Typer sub-app) and ``ratingrl serve``.
+
+ratingrl app create-project --name cheetah --env HalfCheetah-v5 --scale bad,poor,good,excellent
+ratingrl app add-segments --from pool.parquet --limit 200
+ratingrl app add-segments --from good.parquet --reference-level 3
+ratingrl app add-rater alice                  # prints alice's token and link
+ratingrl serve --db sqlite:///ratings.db      # 127.0.0.1:8000 unless --host is given
+ratingrl app export --out ratings.parquet
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+__all__ = ["app_cli", "serve_command"]
+
+app_cli = typer.Typer(
+    help="The rating app: projects, segments, raters and export.", no_args_is_help=True
+)
+
+DEFAULT_DB = "sqlite:///ratings.db"
+DbOpt = Annotated[
+    str, typer.Option("--db", help="SQLAlchemy URL; SQLite file by default", envvar="RATINGRL_DB")
+]
+ProjectOpt = Annotated[
+    str | None, typer.Option("--project", help="project name (default: the only project)")
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+def _sessions(db: str):  # type: ignore[no-untyped-def]
+    from ratingrl.app.db import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine(db))
+
+
+@app_cli.command("create-project")
+def create_project_command(
+    name: Annotated[str, typer.Option(help="project name")],
+    env: Annotated[str, typer.Option("--env", help="Gymnasium id or dmc/domain-task")],
+    scale: Annotated[
+        str, typer.Option(help="level names, worst first, comma-separated")
+    ] = "bad,poor,good,excellent",
+    clip_length: Annotated[int, typer.Option(help="steps per clip (segment horizon)")] = 50,
+    fps: Annotated[int, typer.Option(help="frames per second of the clips")] = 25,
+    size: Annotated[int, typer.Option(help="clip width and height in pixels")] = 240,
+    ratings_per_clip: Annotated[
+        int, typer.Option(help="raters per clip (>1 measures agreement)")
+    ] = 1,
+    repeat_every: Annotated[
+        int, typer.Option(help="a hidden repeat every N ratings per rater (0: none)")
+    ] = 10,
+    instructions: Annotated[str, typer.Option(help="text shown to raters")] = "",
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Create a project: environment, rating scale and clip length."""
+    from ratingrl.app import store
+    from ratingrl.feedback.segments import FeedbackError, RatingScale
+
+    names = tuple(s.strip() for s in scale.split(",") if s.strip())
+    try:
+        config = store.ProjectConfig(
+            name=name,
+            env_id=env,
+            scale=RatingScale(len(names), names),
+            clip_length=clip_length,
+            fps=fps,
+            width=size,
+            height=size,
+            ratings_per_clip=ratings_per_clip,
+            repeat_every=repeat_every,
+            instructions=instructions,
+        )
+        with _sessions(db)() as session:
+            store.create_project(session, config)
+    except (store.AppError, FeedbackError) as err:
+        raise _fail(str(err)) from None
+    typer.echo(f"created project {name!r}: {env}, scale {list(names)}, clips of {clip_length}")
+
+
+def _load_any(path: Path):  # type: ignore[no-untyped-def]
+    """Segments from a pool file, a rated dataset, or a run directory's feedback.parquet."""
+    from ratingrl.feedback.io import load_rated, load_segments, read_metadata
+
+    if path.is_dir():
+        path = path / "feedback.parquet"
+    kind = read_metadata(path).get("kind")
+    if kind == "segments":
+        return load_segments(path)[0]
+    if kind == "rated_segments":
+        return load_rated(path).segments
+    raise ValueError(f"{str(path)!r} holds {kind!r}; expected segments or rated_segments")
+
+
+@app_cli.command("add-segments")
+def add_segments_command(
+    source: Annotated[
+        Path, typer.Option("--from", help="pool/segments Parquet, rated dataset, or run dir")
+    ],
+    limit: Annotated[int, typer.Option(help="add at most this many (random sample)")] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the sample")] = 0,
+    priority: Annotated[float, typer.Option(help="higher is shown first")] = 0.0,
+    reference_level: Annotated[
+        int | None, typer.Option(help="set the first segment as the example clip of this level")
+    ] = None,
+    project: ProjectOpt = None,
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Add segments to the rating queue (longer segments are cut to the project's clip length)."""
+    from ratingrl.app import store
+    from ratingrl.feedback.segments import FeedbackError, SegmentSet
+
+    try:
+        segments = _load_any(source)
+        with _sessions(db)() as session:
+            proj = store.get_project(session, project)
+            h = proj.clip_length
+            if segments.horizon < h:
+                raise store.AppError(f"segments have {segments.horizon} steps, clips need {h}")
+            segments = SegmentSet(
+                segments.obs[:, :h],
+                segments.acts[:, :h],
+                None if segments.true_rewards is None else segments.true_rewards[:, :h],
+                segments.episode_id,
+                segments.start,
+            )
+            if limit and limit < len(segments):
+                rng = np.random.default_rng(seed)
+                segments = segments.subset(np.sort(rng.choice(len(segments), limit, False)))
+            if reference_level is not None:
+                store.add_reference(session, proj, segments, reference_level)
+                typer.echo(f"set the example clip of level {reference_level}")
+                return
+            ids = store.add_segments(session, proj, segments, priority, source_tag="cli")
+    except (store.AppError, FeedbackError, ValueError, OSError) as err:
+        raise _fail(str(err)) from None
+    typer.echo(f"queued {len(ids)} segments in project {proj.name!r}")
+
+
+@app_cli.command("add-rater")
+def add_rater_command(
+    name: Annotated[str, typer.Argument(help="the rater's name")],
+    url: Annotated[str, typer.Option(help="server address for the printed link")] = (
+        "http://127.0.0.1:8000"
+    ),
+    project: ProjectOpt = None,
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Create a rater and print their token (only its hash is stored: keep it)."""
+    from ratingrl.app import store
+
+    try:
+        with _sessions(db)() as session:
+            token = store.add_rater(session, store.get_project(session, project), name)
+    except store.AppError as err:
+        raise _fail(str(err)) from None
+    typer.echo(token)
+    typer.echo(f"link: {url.rstrip('/')}/#token={token}", err=True)
+
+
+@app_cli.command("export")
+def export_command(
+    out: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
+    include_repeats: Annotated[bool, typer.Option(help="also export hidden repeats")] = False,
+    project: ProjectOpt = None,
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Write the ratings as the Parquet feedback dataset (with rater ids and timestamps)."""
+    from ratingrl.app import store
+    from ratingrl.app.export import export_ratings
+
+    try:
+        with _sessions(db)() as session:
+            n = export_ratings(session, store.get_project(session, project), out, include_repeats)
+    except store.AppError as err:
+        raise _fail(str(err)) from None
+    typer.echo(f"wrote {n} ratings to {out}")
+
+
+def serve_command(
+    db: DbOpt = DEFAULT_DB,
+    clip_dir: Annotated[Path, typer.Option(help="folder of the clip cache")] = Path("clips"),
+    host: Annotated[
+        str, typer.Option(help="interface to listen on (another host only when asked)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    operator_token: Annotated[
+        str | None,
+        typer.Option(
+            help="token of the operator page (default: $RATINGRL_OPERATOR_TOKEN or a new one)",
+            envvar="RATINGRL_OPERATOR_TOKEN",
+        ),
+    ] = None,
+) -> None:
+    """Serve the rating page and JSON API (bound to 127.0.0.1 unless --host says otherwise)."""
+    import uvicorn
+
+    from ratingrl.app.server import create_app
+
+    token = operator_token or secrets.token_urlsafe(24)
+    if not operator_token:
+        typer.echo(f"operator page: http://{host}:{port}/operator#token={token}", err=True)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    uvicorn.run(create_app(db, clip_dir, token), host=host, port=port, log_level="warning")

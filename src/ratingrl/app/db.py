@@ -1,0 +1,201 @@
+"""Database models of the rating app, and the engine that makes SQLite safe for them.
+
+Five tables: projects, segments (the clips), raters (hashed tokens), queue items (which rater is
+shown which clip, including hidden repeats) and an append-only ratings table. Ratings are never
+updated or deleted: a skip, an undo and a new rating after an undo are each a new row, so the
+history a rater produced is always there and export picks, per queue item, the latest row.
+
+SQLite is the default (one file, no server): it runs in WAL mode with ``synchronous=FULL`` so a
+rating acknowledged to a rater survives a crash of the server process *and* of the machine, and
+every transaction starts with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout
+instead of failing with "database is locked" when a read lock cannot be upgraded. Any other
+SQLAlchemy URL (e.g. ``postgresql+psycopg://...``) is used as it is.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+__all__ = [
+    "Base",
+    "Project",
+    "SegmentRow",
+    "Rater",
+    "QueueItem",
+    "RatingRow",
+    "make_engine",
+    "make_sessionmaker",
+    "array_to_bytes",
+    "bytes_to_array",
+]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _now() -> float:
+    return time.time()
+
+
+class Project(Base):
+    """An environment, a rating scale and how clips are shown and shared between raters."""
+
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    env_id: Mapped[str] = mapped_column(String(200))
+    scale_names: Mapped[str] = mapped_column(Text)  # JSON list; its length is the scale's n
+    clip_length: Mapped[int] = mapped_column(Integer)
+    fps: Mapped[int] = mapped_column(Integer, default=25)
+    width: Mapped[int] = mapped_column(Integer, default=240)
+    height: Mapped[int] = mapped_column(Integer, default=240)
+    ratings_per_clip: Mapped[int] = mapped_column(Integer, default=1)
+    repeat_every: Mapped[int] = mapped_column(Integer, default=10)
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
+class SegmentRow(Base):
+    """One clip: the segment's arrays (``.npy`` bytes) and, when known, MuJoCo states to replay.
+
+    ``reference_level`` is set for the example clip shown for one level of the scale; reference
+    clips are never queued for rating.
+    """
+
+    __tablename__ = "segments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    obs: Mapped[bytes] = mapped_column(LargeBinary)
+    acts: Mapped[bytes] = mapped_column(LargeBinary)
+    true_rewards: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    states: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    episode_id: Mapped[int] = mapped_column(Integer, default=-1)
+    start: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    source_tag: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reference_level: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+
+    __table_args__ = (Index("ix_segments_queue", "project_id", "priority", "id"),)
+
+
+class Rater(Base):
+    """A person with a token; only ``sha256(token)`` is stored."""
+
+    __tablename__ = "raters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+
+class QueueItem(Base):
+    """One clip shown (or to be shown) to one rater; ``public_id`` is the API's ``clip_id``.
+
+    The public id is random and per rater, so a hidden repeat looks like any other clip and one
+    rater cannot address another rater's items. ``status``: pending (a repeat waiting for
+    ``due_after`` ratings), shown, rated or skipped. The unique constraint makes two concurrent
+    requests for the next clip of one rater resolve to a single item.
+    """
+
+    __tablename__ = "queue_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), index=True)
+    is_repeat: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="shown")
+    due_after: Mapped[int] = mapped_column(Integer, default=0)
+    shown_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+
+    __table_args__ = (
+        UniqueConstraint("rater_id", "segment_id", "is_repeat"),
+        Index("ix_items_rater_status", "rater_id", "status"),
+    )
+
+
+class RatingRow(Base):
+    """Append-only: one row per rating, skip or undo (``status`` rated / skipped / undone)."""
+
+    __tablename__ = "ratings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("queue_items.id"), index=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), index=True)
+    value: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    scale_n: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    is_repeat: Mapped[bool] = mapped_column(Boolean, default=False)
+    shown_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    answered_at: Mapped[float] = mapped_column(Float, default=_now)
+    undoes_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"), nullable=True)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(db_url: str, create: bool = True) -> Engine:
+    """An engine for ``db_url``; SQLite gets WAL, full sync and immediate transactions."""
+    if db_url.startswith("sqlite"):
+        engine = create_engine(
+            db_url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8
+        )
+        _sqlite_setup(engine)
+    else:
+        engine = create_engine(db_url, pool_pre_ping=True)
+    if create:
+        Base.metadata.create_all(engine)
+    return engine
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def array_to_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def bytes_to_array(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)

@@ -1,0 +1,104 @@
+"""The rating app as a :class:`~ratingrl.feedback.sources.RatingSource` for (online) training.
+
+``request(segments)`` publishes segments to the app's queue (tagged with this source, with an
+optional priority from the query selector); ``collect(timeout)`` returns the ratings people have
+given since the last call, waiting up to ``timeout`` seconds for at least one -- with
+``timeout=0`` the training loop keeps training while people rate.
+
+Each rating is returned once (a cursor on the append-only table). A rating withdrawn with undo
+*after* it was collected stays in training; the exported dataset reflects the final state.
+Hidden repeats are not returned: they measure raters, they are not new labels.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ratingrl.app import store
+from ratingrl.app.db import Rater, make_engine, make_sessionmaker
+from ratingrl.feedback.segments import FeedbackError, RatedSegments, RatingScale, SegmentSet
+
+__all__ = ["AppRatingSource"]
+
+
+@dataclass
+class AppRatingSource:
+    """Queue segments in the app's database and collect what raters answer.
+
+    ``project`` names the project (None: the database's only project). ``poll_interval`` is how
+    often the database is read while waiting in :meth:`collect`.
+    """
+
+    db_url: str
+    project: str | None = None
+    poll_interval: float = 0.25
+    tag: str = field(default_factory=lambda: f"source-{secrets.token_hex(6)}")
+    _cursor: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._engine = make_engine(self.db_url)
+        self._sessions = make_sessionmaker(self._engine)
+        with self._sessions() as session:
+            project = store.get_project(session, self.project)
+            self._project_id = project.id
+            self.project = project.name
+            self._scale = store.project_scale(project)
+            session.commit()
+
+    @property
+    def scale(self) -> RatingScale:
+        return self._scale
+
+    def request(
+        self,
+        segments: SegmentSet,
+        priority: np.ndarray | float = 0.0,
+        states: np.ndarray | None = None,
+    ) -> None:
+        """Publish ``segments`` to the rating queue (higher ``priority`` is shown first)."""
+        if len(segments) == 0:
+            raise FeedbackError("request() needs at least one segment")
+        with self._sessions() as session:
+            project = store.get_project(session, self.project)
+            store.add_segments(session, project, segments, priority, states, source_tag=self.tag)
+
+    def collect(self, timeout: float = 0.0) -> RatedSegments | None:
+        """Ratings given to this source's segments since the last call, or None if none came."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            with self._sessions() as session:
+                project = store.get_project(session, self.project)
+                rows = store.effective_ratings(
+                    session, project, after_id=self._cursor, source_tag=self.tag
+                )
+                if rows:
+                    segments = store.segments_by_id(session, [r.segment_id for r in rows])
+                    names = {
+                        r.id: r.name
+                        for r in session.query(Rater).filter(Rater.project_id == project.id)
+                    }
+                    session.commit()
+                    self._cursor = rows[-1].id
+                    return RatedSegments(
+                        segments,
+                        np.array([r.value for r in rows]),
+                        self._scale,
+                        {
+                            "kind": "app",
+                            "project": self.project,
+                            "source_tag": self.tag,
+                            "rated_at": [r.answered_at for r in rows],
+                        },
+                        np.array([names[r.rater_id] for r in rows], dtype=object),
+                    )
+                session.commit()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def close(self) -> None:
+        self._engine.dispose()
