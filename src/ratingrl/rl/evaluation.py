@@ -7,9 +7,11 @@ the learned return says what the policy is optimising.
 
 from __future__ import annotations
 
+import csv
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -18,7 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from ratingrl.feedback.rollouts import collect_episodes
 from ratingrl.rl.reward_wrapper import EpisodeRecorder, StepRewardFn
 
-__all__ = ["evaluate", "PeriodicEvaluation", "LearnedEpisodeReturns"]
+__all__ = ["evaluate", "PeriodicEvaluation", "LearnedEpisodeReturns", "eval_curve"]
 
 
 def evaluate(
@@ -81,6 +83,7 @@ class PeriodicEvaluation(BaseCallback):
         result["env_steps"] = int(self.num_timesteps)
         self.history.append(result)
         self.seconds += time.perf_counter() - started
+        self.logger.record("eval/env_steps", result["env_steps"])
         self.logger.record("eval/true_return", result["true_return"]["mean"])
         self.logger.record("eval/true_return_std", result["true_return"]["std"])
         if result["learned_return"] is not None:
@@ -128,3 +131,28 @@ class LearnedEpisodeReturns(BaseCallback):
             self.returns.append(float(np.sum(fn(ep.obs, ep.acts))))
         if self.returns:
             self.logger.record("rollout/ep_learned_rew_mean", float(np.mean(self.returns)))
+
+
+def eval_curve(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The evaluations of a run, read back from its ``progress*.csv`` files (resumes included).
+
+    Returns ``env_steps``, ``true_return`` and ``learned_return`` (NaN where there was no
+    learned reward yet), sorted by step, one entry per evaluation.
+    """
+    rows: dict[int, tuple[float, float]] = {}
+    for path in sorted(Path(run_dir).glob("progress*.csv")):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if not row.get("eval/true_return") or not row.get("eval/env_steps"):
+                    continue
+                learned = row.get("eval/learned_return") or "nan"
+                rows[int(float(row["eval/env_steps"]))] = (
+                    float(row["eval/true_return"]),
+                    float(learned),
+                )
+    steps = np.array(sorted(rows), dtype=np.int64)
+    return {
+        "env_steps": steps,
+        "true_return": np.array([rows[s][0] for s in steps]),
+        "learned_return": np.array([rows[s][1] for s in steps]),
+    }

@@ -384,6 +384,16 @@ class _Monitor(BaseCallback):
             self._next = (self.num_timesteps // self.every + 1) * self.every
 
 
+def _log_eval(logger: Logger, result: dict) -> None:
+    logger.record("eval/env_steps", result["env_steps"])
+    logger.record("eval/true_return", result["true_return"]["mean"])
+    logger.record("eval/true_return_std", result["true_return"]["std"])
+    if result["learned_return"] is not None:
+        logger.record("eval/learned_return", result["learned_return"]["mean"])
+    logger.record("eval/episode_length", result["episode_length"])
+    logger.dump(result["env_steps"])
+
+
 def _stats(result: dict | None, key: str):
     return None if result is None else result[key]
 
@@ -588,6 +598,7 @@ def train(
     final["env_steps"] = int(algo.num_timesteps)
     if not history or history[-1]["env_steps"] != final["env_steps"]:
         history.append(final)
+        _log_eval(algo.logger, final)  # the CSV's learning curve ends where the run does
     algo.save(run_dir / "policy.zip")
     write_checkpoint()
     trained = int(algo.num_timesteps) - start_steps

@@ -1,0 +1,244 @@
+"""Policies from learned rewards at CPU scale: policy recovery and overhead against the oracle.
+
+Runs ``ratingrl train`` for every (method, seed) of a track, at most ``--jobs`` at a time with
+one thread each, then writes ``benchmarks/results/policy_<track>.json`` and
+``docs/figures/policy_<track>.png``. Interrupted runs are resumed (``--resume``) and finished ones
+skipped, so the script can be stopped and started again at no cost.
+
+    .venv/bin/python benchmarks/policy_sweep.py --track ppo --jobs 2
+    .venv/bin/python benchmarks/policy_sweep.py --track sac --jobs 2
+    .venv/bin/python benchmarks/policy_sweep.py --track ppo --report-only
+
+Policy recovery = true return of a method / the oracle's, same seed and same env steps (final
+evaluation; also the mean over the learning curve). Overhead = env steps/s of the learned-reward
+run (reward updates included, evaluation excluded) / the oracle's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RATINGRL = str(ROOT / ".venv" / "bin" / "ratingrl")
+METHODS = ("oracle", "r4", "rbrl", "multitask", "bt")
+
+COMMON = ["--env", "dmc/cartpole-balance", "--mode", "online", "--threads", "1", "--no-progress"]
+TRACKS: dict[str, list[str]] = {
+    # PPO: 150k steps; 400 labels, 50 a round every 8k steps (all in by 64k steps).
+    "ppo": [
+        "--algo",
+        "ppo",
+        "--steps",
+        "150000",
+        "--net-arch",
+        "64,64",
+        "--n-steps",
+        "2048",
+        "--budget",
+        "400",
+        "--per-round",
+        "50",
+        "--schedule",
+        "interval",
+        "--schedule-unit",
+        "8000",
+        "--reward-hidden",
+        "64,64",
+        "--reward-epochs",
+        "20",
+        "--eval-every",
+        "15000",
+        "--eval-episodes",
+        "5",
+        "--checkpoint-every",
+        "30000",
+    ],  # fmt: skip
+    # SAC: 20k steps, 64x64 nets, batch 64; 50 labels, 10 a round every 2k steps.
+    "sac": [
+        "--algo",
+        "sac",
+        "--steps",
+        "20000",
+        "--net-arch",
+        "64,64",
+        "--batch-size",
+        "64",
+        "--learning-starts",
+        "1000",
+        "--buffer-size",
+        "100000",
+        "--budget",
+        "50",
+        "--per-round",
+        "10",
+        "--schedule",
+        "interval",
+        "--schedule-unit",
+        "2000",
+        "--reward-hidden",
+        "64,64",
+        "--reward-epochs",
+        "20",
+        "--eval-every",
+        "4000",
+        "--eval-episodes",
+        "5",
+        "--checkpoint-every",
+        "5000",
+    ],  # fmt: skip
+}
+
+
+def command(track: str, method: str, seed: int, run: Path) -> list[str]:
+    if (run / "config.json").exists():
+        return [RATINGRL, "train", "--resume", str(run), "--threads", "1", "--no-progress"]
+    args = [RATINGRL, "train", *COMMON, *TRACKS[track], "--method", method, "--seed", str(seed)]
+    return [*args, "--out", str(run), "--overwrite"]
+
+
+def run_all(track: str, seeds: int, jobs: int, runs_dir: Path) -> None:
+    queue = [(m, s) for s in range(seeds) for m in METHODS]
+    running: list[tuple[subprocess.Popen, str]] = []
+    while queue or running:
+        while queue and len(running) < jobs:
+            method, seed = queue.pop(0)
+            run = runs_dir / track / f"{method}_s{seed}"
+            if (run / "summary.json").exists():
+                continue
+            run.parent.mkdir(parents=True, exist_ok=True)
+            log = open(run.parent / f"{method}_s{seed}.log", "a")  # noqa: SIM115
+            cmd = command(track, method, seed, run)
+            print(" ".join(cmd), flush=True)
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env), str(run)))
+        time.sleep(2)
+        for proc, name in list(running):
+            if proc.poll() is not None:
+                print(f"{name}: exit {proc.returncode}", flush=True)
+                running.remove((proc, name))
+
+
+def report(track: str, seeds: int, runs_dir: Path) -> dict:
+    from ratingrl.rl.evaluation import eval_curve
+
+    runs: dict[str, dict[int, dict]] = {m: {} for m in METHODS}
+    for method in METHODS:
+        for seed in range(seeds):
+            path = runs_dir / track / f"{method}_s{seed}"
+            if (path / "summary.json").exists():
+                summary = json.loads((path / "summary.json").read_text())
+                curve = eval_curve(path)
+                runs[method][seed] = {
+                    "true_return_final": summary["true_return_final"]["mean"],
+                    "true_return_best": summary["true_return_best"]["mean"],
+                    "learned_return_final": (summary["learned_return_final"] or {}).get("mean"),
+                    "labels": summary["labels_used"],
+                    "env_steps": summary["env_steps"],
+                    "env_steps_per_s": summary["env_steps_per_s"],
+                    "reward_update_s": summary["reward_update_s"],
+                    "wall_time_s": summary["wall_time_s"],
+                    "curve": {k: v.tolist() for k, v in curve.items()},
+                }
+    table = {}
+    oracle = runs["oracle"]
+    for method in METHODS:
+        done = runs[method]
+        rec, rec_curve, over = [], [], []
+        for seed, r in done.items():
+            if seed not in oracle:
+                continue
+            o = oracle[seed]
+            rec.append(r["true_return_final"] / o["true_return_final"])
+            n = min(len(r["curve"]["true_return"]), len(o["curve"]["true_return"]))
+            ours, theirs = r["curve"]["true_return"][:n], o["curve"]["true_return"][:n]
+            rec_curve.append(float(np.mean(ours) / np.mean(theirs)))
+            if r["env_steps_per_s"] and o["env_steps_per_s"]:
+                over.append(r["env_steps_per_s"] / o["env_steps_per_s"])
+        finals = [r["true_return_final"] for r in done.values()]
+        table[method] = {
+            "seeds": sorted(done),
+            "true_return_final_mean": float(np.mean(finals)) if finals else None,
+            "true_return_final": finals,
+            "policy_recovery_final": _mean_sd(rec),
+            "policy_recovery_curve_mean": _mean_sd(rec_curve),
+            "overhead_steps_per_s_ratio": _mean_sd(over),
+            "env_steps_per_s": [r["env_steps_per_s"] for r in done.values()],
+        }
+    return {
+        "track": track,
+        "command": f"{sys.executable} benchmarks/policy_sweep.py --track {track} --seeds {seeds}",
+        "train_args": [*COMMON, *TRACKS[track]],
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": {
+            "nproc": os.cpu_count(),
+            "cpu": _cpu(),
+            "python": platform.python_version(),
+            "note": "shared with other jobs; each run used one thread",
+        },
+        "summary": table,
+        "runs": {m: {str(s): r for s, r in d.items()} for m, d in runs.items()},
+    }
+
+
+def _mean_sd(xs: list[float]) -> dict | None:
+    if not xs:
+        return None
+    return {"mean": float(np.mean(xs)), "sd": float(np.std(xs)), "values": [float(x) for x in xs]}
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def plot(result: dict, out: Path) -> Path:
+    from ratingrl.experiments.policy_demo import plot_curves
+
+    curves = {}
+    for method, by_seed in result["runs"].items():
+        if by_seed:
+            curves[method] = [
+                (np.asarray(r["curve"]["env_steps"]), np.asarray(r["curve"]["true_return"]))
+                for r in by_seed.values()
+            ]
+    title = f"PPO/SAC on dmc/cartpole-balance ({result['track']} track), true return"
+    return plot_curves(curves, out, title=title)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--track", choices=sorted(TRACKS), required=True)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "policy_sweep")
+    parser.add_argument("--report-only", action="store_true", help="only aggregate and plot")
+    args = parser.parse_args()
+    if not args.report_only:
+        run_all(args.track, args.seeds, args.jobs, args.runs_dir)
+    result = report(args.track, args.seeds, args.runs_dir)
+    out = ROOT / "benchmarks" / "results" / f"policy_{args.track}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    figure = plot(result, ROOT / "docs" / "figures" / f"policy_{args.track}.png")
+    for method, row in result["summary"].items():
+        print(method, json.dumps({k: v for k, v in row.items() if k != "env_steps_per_s"}))
+    print(f"wrote {out} and {figure}")
+
+
+if __name__ == "__main__":
+    main()
