@@ -62,10 +62,10 @@ def test_next_then_rate_is_committed_before_201(env):
         rows = rows.fetchall()
     assert len(rows) == 1 and rows[0][:2] == (2, "rated")
     assert rows[0][3] <= rows[0][4]
-    assert response.json()["progress"] == {"rated": 1, "queued": 19}
-    assert (
-        client.get("/api/next", headers=auth(tokens["alice"])).json()["clip_id"] != nxt["clip_id"]
-    )
+    assert response.json()["created"] is True
+    following = client.get("/api/next", headers=auth(tokens["alice"])).json()
+    assert following["clip_id"] != nxt["clip_id"]
+    assert following["progress"] == {"rated": 1, "queued": 19}
 
 
 def test_duplicate_and_conflicting_submissions_are_deterministic(env):
