@@ -275,11 +275,14 @@ def _print_fidelity(report: dict) -> None:
         console.print(table)
 
 
+from ratingrl.app.commands import app_cli, serve_command  # noqa: E402
 from ratingrl.experiments.ordinal_bench import ordinal_command  # noqa: E402
 from ratingrl.experiments.train_cmd import train_command  # noqa: E402
 
 bench_app.command("ordinal")(ordinal_command)
 app.command("train")(train_command)
+app.command("serve")(serve_command)
+app.add_typer(app_cli, name="app")
 
 
 @app.command()
