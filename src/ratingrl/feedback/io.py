@@ -152,6 +152,11 @@ def _column_array(table: pa.Table, name: str, shape: tuple[int, ...]) -> np.ndar
     return np.array(flat, copy=True).reshape(len(table), *shape)
 
 
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    """A scalar column as a writable numpy array."""
+    return np.array(table.column(name).to_numpy(), copy=True)
+
+
 def _segments_from(table: pa.Table, meta: dict, prefix: str = "") -> SegmentSet:
     h, obs_dim, act_dim = meta["horizon"], meta["obs_dim"], meta["act_dim"]
     try:
@@ -163,8 +168,8 @@ def _segments_from(table: pa.Table, meta: dict, prefix: str = "") -> SegmentSet:
             _column_array(table, f"{prefix}obs", (h, obs_dim)),
             _column_array(table, f"{prefix}acts", (h, act_dim)),
             rewards,
-            table.column(f"{prefix}episode_id").to_numpy(),
-            table.column(f"{prefix}start").to_numpy(),
+            _column(table, f"{prefix}episode_id"),
+            _column(table, f"{prefix}start"),
             dict(meta.get("info", {})),
         )
     except (KeyError, ValueError, pa.ArrowException) as err:
@@ -210,7 +215,7 @@ def load_rated(path: str | Path) -> RatedSegments:
     rater = table.column("rater").to_pylist() if "rater" in table.column_names else None
     return RatedSegments(
         _segments_from(table, meta),
-        table.column("rating").to_numpy(),
+        _column(table, "rating"),
         RatingScale.from_dict(meta["scale"]),
         meta.get("source", {}),
         None if rater is None else np.asarray(rater, dtype=object),
@@ -231,6 +236,6 @@ def load_preferences(path: str | Path) -> PreferencePairs:
     return PreferencePairs(
         _segments_from(table, meta, "first_"),
         _segments_from(table, meta, "second_"),
-        table.column("label").to_numpy(),
+        _column(table, "label"),
         meta.get("source", {}),
     )
