@@ -34,68 +34,19 @@ METHODS = ("oracle", "r4", "rbrl", "multitask", "bt")
 
 COMMON = ["--env", "dmc/cartpole-balance", "--mode", "online", "--threads", "1", "--no-progress"]
 TRACKS: dict[str, list[str]] = {
-    # PPO: 150k steps; 400 labels, 50 a round every 8k steps (all in by 64k steps).
-    "ppo": [
-        "--algo",
-        "ppo",
-        "--steps",
-        "150000",
-        "--net-arch",
-        "64,64",
-        "--n-steps",
-        "2048",
-        "--budget",
-        "400",
-        "--per-round",
-        "50",
-        "--schedule",
-        "interval",
-        "--schedule-unit",
-        "8000",
-        "--reward-hidden",
-        "64,64",
-        "--reward-epochs",
-        "20",
-        "--eval-every",
-        "15000",
-        "--eval-episodes",
-        "5",
-        "--checkpoint-every",
-        "30000",
-    ],  # fmt: skip
-    # SAC: 20k steps, 64x64 nets, batch 64; 50 labels, 10 a round every 2k steps.
-    "sac": [
-        "--algo",
-        "sac",
-        "--steps",
-        "20000",
-        "--net-arch",
-        "64,64",
-        "--batch-size",
-        "64",
-        "--learning-starts",
-        "1000",
-        "--buffer-size",
-        "100000",
-        "--budget",
-        "50",
-        "--per-round",
-        "10",
-        "--schedule",
-        "interval",
-        "--schedule-unit",
-        "2000",
-        "--reward-hidden",
-        "64,64",
-        "--reward-epochs",
-        "20",
-        "--eval-every",
-        "4000",
-        "--eval-episodes",
-        "5",
-        "--checkpoint-every",
-        "5000",
-    ],  # fmt: skip
+    # PPO: 100k steps; 400 labels, 50 a round every 6k steps (all in by 48k steps).
+    "ppo": (
+        "--algo ppo --steps 100000 --net-arch 64,64 --n-steps 2048 --budget 400 --per-round 50 "
+        "--schedule interval --schedule-unit 6000 --reward-hidden 64,64 --reward-epochs 20 "
+        "--eval-every 10000 --eval-episodes 5 --checkpoint-every 25000"
+    ).split(),
+    # SAC: 10k steps, 64x64 nets, batch 64; 40 labels, 10 a round every 1k steps.
+    "sac": (
+        "--algo sac --steps 10000 --net-arch 64,64 --batch-size 64 --learning-starts 500 "
+        "--buffer-size 100000 --budget 40 --per-round 10 --schedule interval "
+        "--schedule-unit 1000 --reward-hidden 64,64 --reward-epochs 20 --eval-every 2000 "
+        "--eval-episodes 5 --checkpoint-every 5000"
+    ).split(),
 }
 
 

@@ -596,9 +596,12 @@ def train(
         config.max_episode_steps,
     )
     final["env_steps"] = int(algo.num_timesteps)
-    if not history or history[-1]["env_steps"] != final["env_steps"]:
+    if history and history[-1]["env_steps"] == final["env_steps"]:
+        # SAC trains once more after the last periodic evaluation: the final policy wins
+        history[-1] = final
+    else:
         history.append(final)
-        _log_eval(algo.logger, final)  # the CSV's learning curve ends where the run does
+    _log_eval(algo.logger, final)  # the CSV's learning curve ends with the summary's numbers
     algo.save(run_dir / "policy.zip")
     write_checkpoint()
     trained = int(algo.num_timesteps) - start_steps
