@@ -34,7 +34,7 @@ class PolicyDemoConfig:
     """What the policy demo trains; the defaults fit ~6 minutes on a shared 2-core machine."""
 
     env_id: str = _f("Pendulum-v1", "a task SAC solves in a few thousand steps")
-    steps: int = _f(8000, "env steps of each run (oracle and learned reward alike)")
+    steps: int = _f(10_000, "env steps of each run (oracle and learned reward alike)")
     method: str = _f("r4", "reward method learning from the ratings")
     budget: int = _f(100, "ratings asked for, online")
     per_round: int = _f(20, "ratings per query round")
