@@ -42,3 +42,10 @@ def test_cli_oracle_run_and_bad_input(tmp_path):
     assert budget.exit_code == 2 and "the run has only 1000" in budget.output
     missing = runner.invoke(app, ["train", "--resume", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no config.json" in missing.output
+    pairs = runner.invoke(
+        app, ["train", "--method", "bt", "--selector", "stratified", *SMALL, "--out", str(out)]
+    )
+    assert pairs.exit_code == 2 and "preference pairs" in pairs.output
+    coarse = ["--classes", "4", "--coarse-classes", "3", "--rating-range", "-300,0"]
+    dyn = runner.invoke(app, ["train", *coarse, *SMALL, "--out", str(tmp_path / "z")])
+    assert dyn.exit_code == 2 and "coarse-classes 3" in dyn.output
