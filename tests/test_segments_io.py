@@ -127,3 +127,13 @@ def test_bad_data_never_replaces_a_saved_file(tmp_path: Path, monkeypatch):
         save_rated(good, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["rated.parquet"]  # no temp file left
+
+
+def test_saved_files_get_normal_permissions(tmp_path: Path):
+    import os
+
+    path = tmp_path / "rated.parquet"
+    save_rated(RatedSegments(linear_segments(3), np.array([0, 1, 0]), RatingScale(2)), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

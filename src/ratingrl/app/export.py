@@ -9,8 +9,6 @@ queue item: a rating that was undone is left out; skips carry no label and are l
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ratingrl.app import store
 from ratingrl.app.db import Project, Rater, SegmentRow
-from ratingrl.feedback.io import save_rated
+from ratingrl.feedback.io import atomic_path, save_rated
 from ratingrl.feedback.segments import RatedSegments
 
 __all__ = ["export_ratings"]
@@ -51,11 +49,7 @@ def export_ratings(
         {"kind": "app", "project": project.name, "env_id": project.env_id},
         np.array([names[r.rater_id] for r in rows], dtype=object),
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_rated(data, tmp)
         table = pq.read_table(tmp)
         extra = {
@@ -69,8 +63,4 @@ def export_ratings(
         for name, column in extra.items():
             table = table.append_column(name, column)
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return len(rows)

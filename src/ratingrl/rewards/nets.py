@@ -13,9 +13,7 @@ an unnormalised net spends its first epochs learning the scale.
 from __future__ import annotations
 
 import math
-import os
 import pickle
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from ratingrl.feedback.io import atomic_path
 
 __all__ = ["RewardNetConfig", "RewardEnsemble", "RewardFn"]
 
@@ -167,8 +167,6 @@ class RewardEnsemble(nn.Module):
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, **extra: object) -> None:
         """Save config, dims and weights atomically; ``extra`` (picklable) rides along."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,
@@ -176,14 +174,8 @@ class RewardEnsemble(nn.Module):
             "state_dict": self.state_dict(),
             "extra": extra,
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(payload, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[RewardEnsemble, dict]:
