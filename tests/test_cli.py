@@ -73,6 +73,8 @@ def test_bad_input_is_reported_before_work(env_cache, tmp_path):
     assert code == 2 and "unknown method 'magic'" in out
     code, out = run("bench", "fidelity", *POOL, "--methods", "r4[margin=3]")
     assert code == 2 and "method 'r4' has no setting ['margin']" in out
+    code, out = run("bench", "fidelity", *POOL, "--noise-model", "bogus")
+    assert code == 2 and "noise_model 'bogus' not in ['adjacent', 'uniform']" in out
     code, out = run("bench", "fidelity", *POOL, "--ratings", "ten")
     assert code == 2 and "--ratings takes comma-separated whole numbers" in out
     code, out = run("rate", *POOL, "--ratings", "100000", "--out", str(tmp_path / "r.parquet"))

@@ -217,7 +217,10 @@ def bench_fidelity(
     ] = "r4,rbrl,multitask,bt,regression",
     ratings: Annotated[str, typer.Option(help="labels per run, comma-separated")] = "1000",
     classes: Annotated[str, typer.Option(help="rating levels, comma-separated")] = "4",
-    noise: Annotated[str, typer.Option(help="uniform relabel probability, comma-separated")] = "0",
+    noise: Annotated[str, typer.Option(help="label-noise level(s) p, comma-separated")] = "0",
+    noise_model: Annotated[
+        str, typer.Option(help="uniform (relabel with prob p) | adjacent (R4's swaps)")
+    ] = "uniform",
     seeds: int = 3,
     epochs: int = 60,
     hidden: Annotated[str, typer.Option(help="reward net widths")] = "64,64",
@@ -242,6 +245,7 @@ def bench_fidelity(
             ratings=_ints(ratings, "ratings"),
             classes=_ints(classes, "classes"),
             noise=_floats(noise, "noise"),
+            noise_model=noise_model,
             seeds=seeds,
             trainer=replace(
                 base.trainer,

@@ -5,7 +5,8 @@ Protocol (one run = method x ratings N x classes K x noise P x seed):
 1. A pool of segments from behaviour of every quality (see ``ratingrl.feedback.pool``) is split
    by episode into training and held-out parts (no episode in both).
 2. A simulated teacher rates N training segments: K quantile bins over the training part's true
-   returns, then uniform relabelling with probability P. ``bt`` instead gets N preference pairs
+   returns, then label noise: uniform relabelling with probability P (default) or R4's swaps of
+   P*N pairs of adjacent-class labels (``noise_model="adjacent"``). ``bt`` instead gets N pairs
    from the oracle teacher, whose answer is replaced by a coin flip with probability P (the
    same "random answer" noise).
 3. The method trains a reward ensemble (shared trainer, 10% validation split for selection).
@@ -35,7 +36,13 @@ import numpy as np
 from ratingrl.feedback.io import atomic_write_bytes, load_segments
 from ratingrl.feedback.pool import PoolSpec, cached_pool, pool_path, split_by_episode
 from ratingrl.feedback.segments import PreferencePairs, SegmentSet
-from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher, UniformRelabel
+from ratingrl.feedback.teachers import (
+    AdjacentSwap,
+    Bins,
+    PreferenceTeacher,
+    RatingTeacher,
+    UniformRelabel,
+)
 from ratingrl.progress import progress_bar
 from ratingrl.rewards.metrics import kendall_tau, pair_accuracy, quantile_label_accuracy, spearman
 from ratingrl.rewards.nets import RewardNetConfig
@@ -50,6 +57,7 @@ from ratingrl.rewards.training import (
 __all__ = ["FidelityConfig", "run_fidelity", "summarise", "default_pool_spec"]
 
 RATING_METRICS = ("kendall_tau", "spearman", "label_accuracy")
+NOISE_MODELS = {"uniform": UniformRelabel, "adjacent": AdjacentSwap}
 
 
 def default_pool_spec(env_id: str) -> PoolSpec:
@@ -70,6 +78,10 @@ class FidelityConfig:
     classes: tuple[int, ...] = (4,)
     noise: tuple[float, ...] = (0.0,)
     seeds: int = 3
+    noise_model: str = field(
+        default="uniform",
+        metadata={"help": "uniform: relabel with prob p; adjacent: R4's swaps of p*N pairs"},
+    )
     test_fraction: float = field(default=0.3, metadata={"help": "episodes held out for scoring"})
     max_test_segments: int = 2000
     trainer: TrainerConfig = field(
@@ -98,6 +110,8 @@ class FidelityConfig:
             raise ValueError(f"classes must each be >= 2, got {self.classes}")
         if any(not 0 <= p <= 1 for p in self.noise):
             raise ValueError(f"noise must each be in [0, 1], got {self.noise}")
+        if self.noise_model not in NOISE_MODELS:
+            raise ValueError(f"noise_model {self.noise_model!r} not in {sorted(NOISE_MODELS)}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.pool is None:
@@ -162,7 +176,8 @@ def run_one(config: FidelityConfig, pool_file: str, job: _Job) -> dict:
             f"ratings={job.ratings} exceeds the {len(train)} training segments of the pool"
         )
     bins = Bins.quantile(job.classes, segments.true_returns[train])
-    teacher = RatingTeacher(bins, (UniformRelabel(job.noise),) if job.noise else ())
+    noise = NOISE_MODELS[config.noise_model](job.noise)
+    teacher = RatingTeacher(bins, (noise,) if job.noise else ())
     label_rng = np.random.default_rng([job.seed, job.ratings, job.classes, round(job.noise * 1e6)])
     if is_bt:
         data = _pairs(segments, train, job.ratings, job.noise, label_rng)
