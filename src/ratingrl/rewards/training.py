@@ -319,7 +319,6 @@ def train_reward_model(
         kind = "preference pairs" if is_pairs else "rated segments"
         raise TrainingError(f"method {method.name!r} cannot learn from {kind}")
     rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
     segments = data.first if is_pairs else data.segments
     if model is None:
         model = RewardEnsemble(segments.obs_dim, segments.act_dim, config.net, config.seed)
@@ -563,7 +562,6 @@ def train_mixed(
             f"{(first.obs_dim, first.act_dim)}"
         )
     rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
     if model is None:
         model = RewardEnsemble(seg.obs_dim, seg.act_dim, config.net, config.seed)
         obs = np.concatenate([seg.obs.reshape(-1, seg.obs_dim), first.obs.reshape(-1, seg.obs_dim)])
