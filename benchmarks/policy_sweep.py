@@ -10,8 +10,10 @@ skipped, so the script can be stopped and started again at no cost.
     .venv/bin/python benchmarks/policy_sweep.py --track ppo --report-only
 
 Policy recovery = true return of a method / the oracle's, same seed and same env steps (final
-evaluation; also the mean over the learning curve). Overhead = env steps/s of the learned-reward
-run (reward updates included, evaluation excluded) / the oracle's.
+evaluation; also the mean over the learning curve). Overhead = env steps per CPU second of the
+learned-reward run (reward updates included, evaluation excluded) / the oracle's; CPU time, because
+wall time on a machine shared with other jobs stretches with their load (the wall-clock ratio is
+reported too).
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def report(track: str, seeds: int, runs_dir: Path) -> dict:
                     "labels": summary["labels_used"],
                     "env_steps": summary["env_steps"],
                     "env_steps_per_s": summary["env_steps_per_s"],
+                    "env_steps_per_cpu_s": summary.get("env_steps_per_cpu_s"),
                     "reward_update_s": summary["reward_update_s"],
                     "wall_time_s": summary["wall_time_s"],
                     "curve": {k: v.tolist() for k, v in curve.items()},
@@ -104,7 +107,7 @@ def report(track: str, seeds: int, runs_dir: Path) -> dict:
     oracle = runs["oracle"]
     for method in METHODS:
         done = runs[method]
-        rec, rec_curve, over = [], [], []
+        rec, rec_curve, over, over_cpu = [], [], [], []
         for seed, r in done.items():
             if seed not in oracle:
                 continue
@@ -115,6 +118,8 @@ def report(track: str, seeds: int, runs_dir: Path) -> dict:
             rec_curve.append(float(np.mean(ours) / np.mean(theirs)))
             if r["env_steps_per_s"] and o["env_steps_per_s"]:
                 over.append(r["env_steps_per_s"] / o["env_steps_per_s"])
+            if r["env_steps_per_cpu_s"] and o["env_steps_per_cpu_s"]:
+                over_cpu.append(r["env_steps_per_cpu_s"] / o["env_steps_per_cpu_s"])
         finals = [r["true_return_final"] for r in done.values()]
         table[method] = {
             "seeds": sorted(done),
@@ -122,8 +127,10 @@ def report(track: str, seeds: int, runs_dir: Path) -> dict:
             "true_return_final": finals,
             "policy_recovery_final": _mean_sd(rec),
             "policy_recovery_curve_mean": _mean_sd(rec_curve),
-            "overhead_steps_per_s_ratio": _mean_sd(over),
+            "overhead_steps_per_cpu_s_ratio": _mean_sd(over_cpu),
+            "overhead_steps_per_wall_s_ratio": _mean_sd(over),
             "env_steps_per_s": [r["env_steps_per_s"] for r in done.values()],
+            "env_steps_per_cpu_s": [r["env_steps_per_cpu_s"] for r in done.values()],
         }
     return {
         "track": track,
@@ -187,7 +194,7 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2))
     figure = plot(result, ROOT / "docs" / "figures" / f"policy_{args.track}.png")
     for method, row in result["summary"].items():
-        print(method, json.dumps({k: v for k, v in row.items() if k != "env_steps_per_s"}))
+        print(method, json.dumps({k: v for k, v in row.items() if not k.startswith("env_")}))
     print(f"wrote {out} and {figure}")
 
 

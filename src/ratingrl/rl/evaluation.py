@@ -68,6 +68,7 @@ class PeriodicEvaluation(BaseCallback):
         self.evaluate_fn, self.every, self.reward_fn = evaluate_fn, every, reward_fn
         self.history = history if history is not None else []
         self.seconds = 0.0
+        self.cpu_seconds = 0.0  # process CPU time: what overhead ratios use on a shared machine
         last = self.history[-1]["env_steps"] if self.history else 0
         self._next = (last // every + 1) * every
 
@@ -78,11 +79,12 @@ class PeriodicEvaluation(BaseCallback):
         return True
 
     def run(self) -> dict:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = self.evaluate_fn(self.model, self.reward_fn())
         result["env_steps"] = int(self.num_timesteps)
         self.history.append(result)
         self.seconds += time.perf_counter() - started
+        self.cpu_seconds += time.process_time() - cpu
         self.logger.record("eval/env_steps", result["env_steps"])
         self.logger.record("eval/true_return", result["true_return"]["mean"])
         self.logger.record("eval/true_return_std", result["true_return"]["std"])

@@ -578,7 +578,7 @@ def train(
         callbacks = [c for c in (loop, monitor, evaluator, learned_returns) if c is not None]
         if defer:
             callbacks.insert(1 if loop is not None else 0, PPORolloutScorer(reward_env))
-        learn_start = time.perf_counter()
+        learn_start, learn_cpu = time.perf_counter(), time.process_time()
         if loop is not None and len(loop.store) > loop.trained_on:
             # labels that arrived after the last checkpoint: train on them before going on
             loop.init_callback(algo)
@@ -586,6 +586,7 @@ def train(
         if remaining > 0:
             algo.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
         learn_seconds = time.perf_counter() - learn_start
+        learn_cpu = time.process_time() - learn_cpu
     reward_env.close()
     final = evaluate(
         algo,
@@ -606,6 +607,7 @@ def train(
     write_checkpoint()
     trained = int(algo.num_timesteps) - start_steps
     busy = learn_seconds - evaluator.seconds
+    busy_cpu = learn_cpu - evaluator.cpu_seconds
     best = max(history, key=lambda r: r["true_return"]["mean"])
     summary = {
         "true_return_final": final["true_return"],
@@ -617,6 +619,8 @@ def train(
         "env_steps": int(algo.num_timesteps),
         "wall_time_s": wall_before + time.perf_counter() - session_start,
         "env_steps_per_s": trained / busy if trained > 0 and busy > 0 else None,
+        # CPU time does not stretch when other jobs share the machine: compare runs with this
+        "env_steps_per_cpu_s": trained / busy_cpu if trained > 0 and busy_cpu > 0 else None,
         "reward_update_s": loop.update_seconds if loop is not None else 0.0,
         "reward_model": reward_log,
         "evaluations": history,
