@@ -174,7 +174,11 @@ def plot(result: dict, out: Path) -> Path:
                 (np.asarray(r["curve"]["env_steps"]), np.asarray(r["curve"]["true_return"]))
                 for r in by_seed.values()
             ]
-    title = f"PPO/SAC on dmc/cartpole-balance ({result['track']} track), true return"
+    seeds = max(len(by_seed) for by_seed in result["runs"].values())
+    title = (
+        f"{result['track'].upper()} on dmc/cartpole-balance: true return "
+        f"(bold: mean of {seeds} seeds; thin: each seed)"
+    )
     return plot_curves(curves, out, title=title)
 
 
