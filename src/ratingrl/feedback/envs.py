@@ -12,9 +12,17 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering; set before mujoco is imported
 
 import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
 from gymnasium.wrappers import FlattenObservation  # noqa: E402
 
-__all__ = ["make_env", "EnvError", "dmc_gym_id"]
+__all__ = [
+    "make_env",
+    "EnvError",
+    "dmc_gym_id",
+    "dm_control_physics",
+    "get_physics_state",
+    "set_physics_state",
+]
 
 DMC_PREFIX = "dmc/"
 
@@ -57,3 +65,63 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs: object) -> g
         return gym.make(env_id, render_mode=render_mode, **kwargs)
     except gym.error.Error as err:
         raise EnvError(f"unknown environment {env_id!r}: {err}") from err
+
+
+def dm_control_physics(env: gym.Env) -> object | None:
+    """The dm_control ``Physics`` behind a Shimmy env (through any wrappers), else None.
+
+    Shimmy's ``DmControlCompatibilityV0`` keeps the dm_control environment in ``_env``; we test
+    the type rather than ``hasattr`` because that class forwards unknown attributes to dm_control.
+    """
+    try:
+        from shimmy.dm_control_compatibility import DmControlCompatibilityV0
+    except ImportError:  # shimmy (or dm_control) not installed: no DeepMind Control envs
+        return None
+    unwrapped = env.unwrapped
+    if isinstance(unwrapped, DmControlCompatibilityV0):
+        return unwrapped._env.physics
+    return None
+
+
+def _mujoco_env(env: gym.Env) -> gym.Env:
+    unwrapped = env.unwrapped
+    if not (hasattr(unwrapped, "data") and hasattr(unwrapped, "set_state")):
+        raise EnvError(
+            f"{type(unwrapped).__name__} has no MuJoCo simulator state "
+            "(neither a Gymnasium MuJoCo env nor a DeepMind Control task)"
+        )
+    return unwrapped
+
+
+def get_physics_state(env: gym.Env) -> np.ndarray:
+    """The simulator state (float64) that, set back, reproduces the current observation.
+
+    dm_control: ``physics.get_state()`` (qpos, qvel, act); Gymnasium MuJoCo: qpos then qvel.
+    Stored with segments so clips of tasks whose observations do not determine the state
+    (DeepMind Control) can still show the robot.
+    """
+    physics = dm_control_physics(env)
+    if physics is not None:
+        return np.array(physics.get_state(), dtype=np.float64)
+    data = _mujoco_env(env).data
+    return np.concatenate([data.qpos, data.qvel]).astype(np.float64)
+
+
+def set_physics_state(env: gym.Env, state: np.ndarray) -> None:
+    """Put ``env``'s simulator in ``state`` (from :func:`get_physics_state`), derived quantities
+    (positions of bodies, sensors) recomputed, so the env can be rendered or observed at once.
+    """
+    state = np.asarray(state, dtype=np.float64)
+    physics = dm_control_physics(env)
+    if physics is not None:
+        expected = physics.get_state().shape
+        if state.shape != expected:
+            raise EnvError(f"state has shape {state.shape}, this env's physics needs {expected}")
+        with physics.reset_context():  # runs mj_forward on exit
+            physics.set_state(state)
+        return
+    unwrapped = _mujoco_env(env)
+    nq, nv = int(unwrapped.model.nq), int(unwrapped.model.nv)
+    if state.shape != (nq + nv,):
+        raise EnvError(f"state has shape {state.shape}, this env needs ({nq + nv},) = nq + nv")
+    unwrapped.set_state(state[:nq], state[nq:])  # Gymnasium runs mj_forward here

@@ -89,8 +89,8 @@ def _atomic_write_table(table: pa.Table, path: str | Path) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def _fixed_list(array: np.ndarray) -> pa.FixedSizeListArray:
-    flat = np.ascontiguousarray(array, dtype=np.float32).reshape(len(array), -1)
+def _fixed_list(array: np.ndarray, dtype: type = np.float32) -> pa.FixedSizeListArray:
+    flat = np.ascontiguousarray(array, dtype=dtype).reshape(len(array), -1)
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
 
 
@@ -103,16 +103,23 @@ def _segment_columns(segments: SegmentSet, prefix: str = "") -> dict[str, pa.Arr
     }
     if segments.true_rewards is not None:
         columns[f"{prefix}true_rewards"] = _fixed_list(segments.true_rewards)
+    if segments.states is not None:  # float64: replayed poses must match the recorded ones
+        columns[f"{prefix}states"] = _fixed_list(segments.states, np.float64)
     return columns
 
 
-def _shape_meta(segments: SegmentSet) -> dict:
-    return {
+def _shape_meta(segments: SegmentSet, *more: SegmentSet) -> dict:
+    """Shapes from ``segments``; ``state_dim`` from whichever of them carries states (if any)."""
+    meta = {
         "horizon": segments.horizon,
         "obs_dim": segments.obs_dim,
         "act_dim": segments.act_dim,
         "info": segments.info,
     }
+    state_dim = next((s.state_dim for s in (segments, *more) if s.states is not None), None)
+    if state_dim is not None:
+        meta["state_dim"] = state_dim
+    return meta
 
 
 def _write(columns: dict[str, pa.Array], meta: dict, path: str | Path) -> None:
@@ -175,6 +182,12 @@ def _segments_from(table: pa.Table, meta: dict, prefix: str = "") -> SegmentSet:
         rewards = (
             _column_array(table, rewards_name, (h,)) if rewards_name in table.column_names else None
         )
+        states_name = f"{prefix}states"  # optional: files written before states still load
+        states = (
+            _column_array(table, states_name, (h, meta["state_dim"]))
+            if states_name in table.column_names
+            else None
+        )
         return SegmentSet(
             _column_array(table, f"{prefix}obs", (h, obs_dim)),
             _column_array(table, f"{prefix}acts", (h, act_dim)),
@@ -182,6 +195,7 @@ def _segments_from(table: pa.Table, meta: dict, prefix: str = "") -> SegmentSet:
             _column(table, f"{prefix}episode_id"),
             _column(table, f"{prefix}start"),
             dict(meta.get("info", {})),
+            states,
         )
     except (KeyError, ValueError, pa.ArrowException) as err:
         if isinstance(err, FeedbackError):
@@ -237,7 +251,7 @@ def save_preferences(data: PreferencePairs, path: str | Path) -> None:
     """Save preference pairs (``label`` = probability the second segment is preferred)."""
     columns = {**_segment_columns(data.first, "first_"), **_segment_columns(data.second, "second_")}
     columns["label"] = pa.array(data.labels)
-    meta = {"kind": "preferences", **_shape_meta(data.first), "source": data.source}
+    meta = {"kind": "preferences", **_shape_meta(data.first, data.second), "source": data.source}
     _write(columns, meta, path)
 
 

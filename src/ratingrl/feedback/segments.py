@@ -30,8 +30,8 @@ class FeedbackError(ValueError):
     """Invalid feedback data: the message names the field and the offending value."""
 
 
-def _as_float_array(name: str, value: object, ndim: int) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float32)
+def _as_float_array(name: str, value: object, ndim: int, dtype: type = np.float32) -> np.ndarray:
+    array = np.asarray(value, dtype=dtype)
     if array.ndim != ndim:
         raise FeedbackError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
     bad = ~np.isfinite(array)
@@ -132,6 +132,10 @@ class SegmentSet:
     ``true_rewards`` (``[N, H]``) is optional: ratings from people come without it.
     ``episode_id`` and ``start`` record where each segment came from, so held-out splits can be
     made by episode and nothing overlaps between training and evaluation.
+    ``states`` (``[N, H, state_dim]``, float64) is optional: the simulator state in which each
+    observation was made (qpos+qvel, or dm_control's ``physics.get_state()``). Observations do
+    not always determine it (DeepMind Control), and the rating app needs it to show the robot;
+    float64 because float32 rounding of a state visibly changes a replayed pose.
     """
 
     obs: np.ndarray
@@ -140,6 +144,7 @@ class SegmentSet:
     episode_id: np.ndarray | None = None
     start: np.ndarray | None = None
     info: dict = field(default_factory=dict, compare=False)
+    states: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         obs = _as_float_array("obs", self.obs, 3)
@@ -161,6 +166,13 @@ class SegmentSet:
                     f"true_rewards has shape {rewards.shape}, expected {obs.shape[:2]}"
                 )
             object.__setattr__(self, "true_rewards", rewards)
+        if self.states is not None:
+            states = _as_float_array("states", self.states, 3, np.float64)
+            if states.shape[:2] != obs.shape[:2]:
+                raise FeedbackError(
+                    f"states has shape {states.shape}, expected {obs.shape[:2]} + (state_dim,)"
+                )
+            object.__setattr__(self, "states", states)
         for name in ("episode_id", "start"):
             value = getattr(self, name)
             value = np.full(n, -1 if name == "episode_id" else 0) if value is None else value
@@ -212,11 +224,22 @@ class SegmentSet:
             self.episode_id[idx],
             self.start[idx],
             dict(self.info),
+            None if self.states is None else self.states[idx],
         )
 
+    @property
+    def state_dim(self) -> int | None:
+        """Size of one simulator state, or None when the segments carry no states."""
+        return None if self.states is None else self.states.shape[2]
+
     @classmethod
-    def from_segments(cls, segments: Sequence[Segment]) -> SegmentSet:
-        """Stack single segments; they must share horizon and dimensions."""
+    def from_segments(
+        cls, segments: Sequence[Segment], states: np.ndarray | None = None
+    ) -> SegmentSet:
+        """Stack single segments; they must share horizon and dimensions.
+
+        ``states`` (``[N, H, state_dim]``) is passed through: a single :class:`Segment` has none.
+        """
         if not segments:
             raise FeedbackError("cannot build a SegmentSet from an empty list of segments")
         first = segments[0]
@@ -233,6 +256,7 @@ class SegmentSet:
             np.stack([s.true_rewards for s in segments]) if has_rewards else None,
             np.array([s.episode_id for s in segments]),
             np.array([s.start for s in segments]),
+            states=states,
         )
 
     def check_compatible(self, other: SegmentSet, what: str = "segments") -> None:
