@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ratingrl.feedback.envs import make_env
+from ratingrl.feedback.envs import get_physics_state, make_env
 from ratingrl.feedback.segments import FeedbackError, SegmentSet
 
 __all__ = [
@@ -32,13 +32,17 @@ PolicyFn = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Episode:
-    """One episode: ``obs[t]`` is the observation on which ``acts[t]`` was taken, for reward t."""
+    """One episode: ``obs[t]`` is the observation on which ``acts[t]`` was taken, for reward t.
+
+    ``states[t]`` (when recorded) is the simulator state in which ``obs[t]`` was observed.
+    """
 
     obs: np.ndarray
     acts: np.ndarray
     rewards: np.ndarray
     episode_id: int
     policy: str = ""
+    states: np.ndarray | None = None
 
     @property
     def length(self) -> int:
@@ -85,27 +89,37 @@ def collect_episodes(
     policy_name: str = "",
     first_episode_id: int = 0,
     on_step: Callable[[int], None] | None = None,
+    record_states: bool = False,
 ) -> list[Episode]:
     """Run ``n_episodes`` full episodes of ``policy`` on ``n_envs`` copies of ``env_id``.
 
     The policy is called once per step on the batch of running copies (cheap for neural
     policies). ``max_steps`` truncates long episodes. ``on_step(k)`` reports k new env steps
     (for progress bars). Episode ``i`` is reset with seed ``seed + i``: reproducible whatever
-    ``n_envs`` is.
+    ``n_envs`` is. ``record_states`` also stores the simulator state of every step (see
+    :func:`~ratingrl.feedback.envs.get_physics_state`), so clips can show the real robot.
     """
     if n_episodes < 1:
         raise FeedbackError(f"n_episodes must be >= 1, got {n_episodes}")
     envs = [make_env(env_id) for _ in range(min(n_envs, n_episodes))]
     try:
         return _run(
-            envs, policy, n_episodes, seed, max_steps, policy_name, first_episode_id, on_step
+            envs,
+            policy,
+            n_episodes,
+            seed,
+            max_steps,
+            policy_name,
+            first_episode_id,
+            on_step,
+            record_states,
         )
     finally:
         for env in envs:
             env.close()
 
 
-def _run(envs, policy, n_episodes, seed, max_steps, policy_name, first_id, on_step):
+def _run(envs, policy, n_episodes, seed, max_steps, policy_name, first_id, on_step, states):
     episodes: list[Episode] = []
     started = 0
     slots: list[dict | None] = [None] * len(envs)
@@ -114,6 +128,8 @@ def _run(envs, policy, n_episodes, seed, max_steps, policy_name, first_id, on_st
         nonlocal started
         obs, _ = envs[slot].reset(seed=seed + started)
         slots[slot] = {"id": first_id + started, "obs": [obs], "acts": [], "rewards": []}
+        if states:
+            slots[slot]["states"] = [get_physics_state(envs[slot])]
         started += 1
 
     for slot in range(len(envs)):
@@ -134,6 +150,8 @@ def _run(envs, policy, n_episodes, seed, max_steps, policy_name, first_id, on_st
                     start(i)
             else:
                 record["obs"].append(obs)
+                if states:  # the state obs was observed in, before the next action
+                    record["states"].append(get_physics_state(envs[i]))
         if on_step is not None:
             on_step(len(live))
     episodes.sort(key=lambda e: e.episode_id)
@@ -147,6 +165,7 @@ def _finish(record: dict, policy_name: str) -> Episode:
         np.asarray(record["rewards"], np.float32),
         record["id"],
         policy_name,
+        np.asarray(record["states"], np.float64) if "states" in record else None,
     )
 
 
@@ -155,12 +174,15 @@ def segment_episodes(
 ) -> SegmentSet:
     """Cut episodes into windows of ``horizon`` steps every ``stride`` steps (default: no overlap).
 
-    Episodes shorter than ``horizon`` give no segment.
+    Episodes shorter than ``horizon`` give no segment. Simulator states are cut alongside
+    when every episode has them (a mix would leave holes, so then none are kept).
     """
     stride = stride or horizon
     if horizon < 1 or stride < 1:
         raise FeedbackError(f"horizon and stride must be >= 1, got {horizon}, {stride}")
-    obs, acts, rewards, ids, starts = [], [], [], [], []
+    episodes = list(episodes)
+    keep_states = bool(episodes) and all(ep.states is not None for ep in episodes)
+    obs, acts, rewards, ids, starts, states = [], [], [], [], [], []
     for ep in episodes:
         for s in range(0, ep.length - horizon + 1, stride):
             obs.append(ep.obs[s : s + horizon])
@@ -168,8 +190,15 @@ def segment_episodes(
             rewards.append(ep.rewards[s : s + horizon])
             ids.append(ep.episode_id)
             starts.append(s)
+            if keep_states:
+                states.append(ep.states[s : s + horizon])
     if not obs:
         raise FeedbackError(f"no episode is at least horizon={horizon} steps long")
     return SegmentSet(
-        np.stack(obs), np.stack(acts), np.stack(rewards), np.array(ids), np.array(starts)
+        np.stack(obs),
+        np.stack(acts),
+        np.stack(rewards),
+        np.array(ids),
+        np.array(starts),
+        states=np.stack(states) if keep_states else None,
     )

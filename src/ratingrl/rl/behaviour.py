@@ -95,6 +95,7 @@ def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
                     policy_name=name,
                     first_episode_id=len(episodes),
                     on_step=lambda k: bar.advance(roll, k),
+                    record_states=True,  # the rating app replays them (DMC obs lack the state)
                 )
                 episodes.extend(new)
                 bar.update(
@@ -112,4 +113,5 @@ def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
         segments.episode_id,
         segments.start,
         info,
+        segments.states,
     )
