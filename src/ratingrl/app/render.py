@@ -3,15 +3,17 @@
 Replay sets the simulator state frame by frame instead of re-running the actions, so a clip shows
 exactly the recorded states and not a drifting re-simulation. Where the states come from:
 
-* stored per segment (``states``: ``[H, nq + nv]``, qpos then qvel) -- exact for any env;
+* stored per segment (``states``: ``[H, state_dim]``, from
+  :func:`~ratingrl.feedback.envs.get_physics_state`: qpos then qvel for Gymnasium MuJoCo envs,
+  ``physics.get_state()`` for DeepMind Control) -- exact for any env;
 * otherwise, for Gymnasium MuJoCo envs whose observation starts with ``qpos[k:]`` then ``qvel``
   (HalfCheetah, Hopper, Walker2d, Swimmer, Ant, ...), from the observations. The ``k`` root
   positions left out of the observation (x, or x and y) are rebuilt by integrating the root
   velocity from 0: the body moves on screen as it did, offset to start at the origin. The layout
   is detected once per env by comparing a reset observation with the simulator's state;
 * otherwise (DeepMind Control observations do not contain the state), the clip is an honest
-  approximation: a bar chart of the observation and action vectors per step. Store ``states``
-  when adding such segments to see the robot.
+  approximation: a bar chart of the observation and action vectors per step. Record states
+  (``collect_episodes(record_states=True)``) to see the robot.
 
 Rendering runs on one worker thread that owns the environments, because an OpenGL (EGL/OSMesa)
 context belongs to the thread that made it. Shadows and reflections are switched off: they cost
@@ -159,11 +161,15 @@ class _MujocoReplayer:
         return np.concatenate([qpos, qvel], axis=1)
 
     def render(self, states: np.ndarray) -> np.ndarray:
+        from ratingrl.feedback.envs import set_physics_state
+
         if states.shape[1] != self.nq + self.nv:
-            raise RenderError(f"states have {states.shape[1]} columns, expected nq+nv")
+            raise RenderError(
+                f"states have {states.shape[1]} columns, expected nq+nv = {self.nq + self.nv}"
+            )
         frames = []
         for state in np.asarray(states, dtype=np.float64):
-            self.unwrapped.set_state(state[: self.nq], state[self.nq :])
+            set_physics_state(self.env, state)
             frames.append(np.asarray(self.env.render(), dtype=np.uint8).copy())
         return np.stack(frames)
 
@@ -171,18 +177,70 @@ class _MujocoReplayer:
         self.env.close()
 
 
+class _DmControlReplayer:
+    """A DeepMind Control task, set to recorded ``physics.get_state()`` rows and rendered.
+
+    Renders through dm_control's own ``physics.render`` (camera 0, the suite's standard view,
+    which tracks the body) with shadows and reflections off. Its observations do not hold the
+    state, so without stored states there is nothing to replay (``excluded`` is None).
+    """
+
+    excluded = None
+
+    def __init__(self, env_id: str, width: int, height: int) -> None:
+        from ratingrl.feedback.envs import dm_control_physics, make_env
+
+        self.env = make_env(env_id)
+        self.env.reset(seed=0)
+        self.physics = dm_control_physics(self.env)
+        if self.physics is None:
+            self.env.close()
+            raise RenderError(f"{env_id} is not a DeepMind Control task")
+        self.width, self.height = width, height
+        self.state_dim = int(self.physics.get_state().shape[0])
+
+    def render(self, states: np.ndarray) -> np.ndarray:
+        from ratingrl.feedback.envs import set_physics_state
+
+        if states.shape[1] != self.state_dim:
+            raise RenderError(
+                f"states have {states.shape[1]} columns, this task's physics state has "
+                f"{self.state_dim}"
+            )
+        frames = []
+        for state in np.asarray(states, dtype=np.float64):
+            set_physics_state(self.env, state)
+            frame = self.physics.render(
+                height=self.height,
+                width=self.width,
+                camera_id=0,
+                render_flag_overrides={"shadow": False, "reflection": False},
+            )
+            frames.append(np.asarray(frame, dtype=np.uint8).copy())
+        return np.stack(frames)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+_Replayer = _MujocoReplayer | _DmControlReplayer
+
+
 class ClipRenderer:
     """Renders clips on a single worker thread that owns one replayer per (env, size)."""
 
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ratingrl-render")
-        self._replayers: dict[tuple[str, int, int], _MujocoReplayer | None] = {}
+        self._replayers: dict[tuple[str, int, int], _Replayer | None] = {}
 
-    def _replayer(self, env_id: str, width: int, height: int) -> _MujocoReplayer | None:
+    def _replayer(self, env_id: str, width: int, height: int) -> _Replayer | None:
+        from ratingrl.feedback.envs import DMC_PREFIX
+
         key = (env_id, width, height)
         if key not in self._replayers:
+            kind = _DmControlReplayer if env_id.startswith(DMC_PREFIX) else _MujocoReplayer
             try:
-                self._replayers[key] = _MujocoReplayer(env_id, width, height)
+                self._replayers[key] = kind(env_id, width, height)
             except Exception:  # not a MuJoCo env we can replay: draw bars instead
                 self._replayers[key] = None
         return self._replayers[key]

@@ -1,0 +1,150 @@
+"""Simulator states carried with segments: storage, rollouts and clips that show the robot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ratingrl.feedback.envs import make_env, set_physics_state
+from ratingrl.feedback.io import load_preferences, load_segments, save_preferences, save_segments
+from ratingrl.feedback.rollouts import collect_episodes, random_policy, segment_episodes
+from ratingrl.feedback.segments import FeedbackError, PreferencePairs, SegmentSet
+
+
+def _segments(n: int = 3, h: int = 4, with_states: bool = True) -> SegmentSet:
+    rng = np.random.default_rng(0)
+    return SegmentSet(
+        rng.normal(size=(n, h, 5)),
+        rng.normal(size=(n, h, 2)),
+        rng.normal(size=(n, h)),
+        np.arange(n),
+        np.zeros(n),
+        states=rng.normal(size=(n, h, 7)) + 1e-9 if with_states else None,  # float64 digits
+    )
+
+
+def test_states_round_trip_through_parquet_in_float64(tmp_path):
+    segments = _segments()
+    save_segments(segments, tmp_path / "pool.parquet")
+    loaded, _ = load_segments(tmp_path / "pool.parquet")
+    assert loaded.states.dtype == np.float64 and loaded.state_dim == 7
+    np.testing.assert_array_equal(loaded.states, segments.states)
+    np.testing.assert_array_equal(loaded.subset([2, 0]).states, segments.states[[2, 0]])
+
+
+def test_files_without_states_still_load(tmp_path):
+    save_segments(_segments(with_states=False), tmp_path / "old.parquet")
+    loaded, _ = load_segments(tmp_path / "old.parquet")
+    assert loaded.states is None and loaded.state_dim is None
+
+
+def test_preferences_keep_states_of_either_side(tmp_path):
+    pairs = PreferencePairs(_segments(with_states=False), _segments(), np.array([0.0, 0.5, 1.0]))
+    save_preferences(pairs, tmp_path / "prefs.parquet")
+    loaded = load_preferences(tmp_path / "prefs.parquet")
+    assert loaded.first.states is None
+    np.testing.assert_array_equal(loaded.second.states, pairs.second.states)
+
+
+def test_bad_states_are_named():
+    good = _segments()
+    with pytest.raises(FeedbackError, match="states has shape"):
+        SegmentSet(good.obs, good.acts, states=np.zeros((3, 5, 7)))
+    bad = good.states.copy()
+    bad[1, 2, 3] = np.nan
+    with pytest.raises(
+        FeedbackError, match=r"states holds a non-finite value nan at index \(1, 2, 3\)"
+    ):
+        SegmentSet(good.obs, good.acts, states=bad)
+
+
+def _rollout(env_id: str, steps: int = 12):
+    env = make_env(env_id)
+    space = env.action_space
+    env.close()
+    policy = random_policy(space.low, space.high, np.random.default_rng(0))
+    episodes = collect_episodes(
+        env_id, policy, 1, seed=3, n_envs=1, max_steps=steps, record_states=True
+    )
+    return episodes[0]
+
+
+@pytest.mark.parametrize("env_id", ["dmc/cartpole-balance", "HalfCheetah-v5"])
+def test_recorded_states_reproduce_the_observations(env_id):
+    import gymnasium as gym
+
+    episode = _rollout(env_id)
+    assert episode.states.shape[0] == len(episode.obs) == episode.length
+    env = make_env(env_id)
+    env.reset(seed=99)  # a different start: only the set state can make the observations match
+    try:
+        for t in range(episode.length):
+            set_physics_state(env, episode.states[t])
+            unwrapped = env.unwrapped
+            if env_id.startswith("dmc/"):
+                physics = unwrapped._env.physics
+                raw = unwrapped._env.task.get_observation(physics)
+                obs = gym.spaces.flatten(unwrapped.observation_space, raw)
+            else:
+                obs = unwrapped._get_obs()
+            np.testing.assert_allclose(obs, episode.obs[t], rtol=1e-5, atol=1e-5, err_msg=f"t={t}")
+    finally:
+        env.close()
+    segments = segment_episodes([episode], horizon=4, stride=4)
+    np.testing.assert_array_equal(segments.states[1], episode.states[4:8])
+
+
+def test_set_state_names_the_expected_shape():
+    from ratingrl.feedback.envs import EnvError
+
+    env = make_env("dmc/cartpole-balance")
+    env.reset(seed=0)
+    try:
+        with pytest.raises(EnvError, match=r"state has shape \(3,\)"):
+            set_physics_state(env, np.zeros(3))
+    finally:
+        env.close()
+
+
+def test_dmc_clip_from_states_shows_the_robot_moving(tmp_path):
+    from ratingrl.app.render import ClipRenderer, ClipSpec, bar_frames
+
+    episode = _rollout("dmc/cartpole-balance", steps=10)
+    spec = ClipSpec(
+        "b" * 32,
+        "dmc/cartpole-balance",
+        episode.obs,
+        episode.acts,
+        states=episode.states,
+        width=64,
+        height=48,
+        fps=10,
+    )
+    renderer = ClipRenderer()
+    try:
+        frames = renderer.frames(spec)
+        mp4 = renderer.mp4(spec)
+        fallback = renderer.frames(
+            ClipSpec("b" * 32, spec.env_id, spec.obs, spec.acts, width=64, height=48)
+        )
+    finally:
+        renderer.close()
+    assert frames.shape == (10, 48, 64, 3) and frames.dtype == np.uint8
+    assert frames.std() > 5 and not np.array_equal(frames[0], frames[-1])
+    np.testing.assert_array_equal(fallback, bar_frames(episode.obs, episode.acts, 64, 48))
+    assert np.abs(frames.astype(int) - fallback.astype(int)).mean() > 20
+    assert mp4[4:8] == b"ftyp"
+    decoded = _decode(mp4, tmp_path)
+    assert decoded.shape[0] == 10 and not np.array_equal(decoded[0], decoded[-1])
+
+
+def _decode(mp4: bytes, folder) -> np.ndarray:
+    """Frames of an MP4, decoded by ffmpeg: proof the bytes are a playable video."""
+    import imageio_ffmpeg
+
+    path = folder / "clip.mp4"
+    path.write_bytes(mp4)
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    return np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader])
