@@ -148,3 +148,55 @@ def _decode(mp4: bytes, folder) -> np.ndarray:
     meta = next(reader)
     w, h = meta["size"]
     return np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader])
+
+
+def test_add_segments_carries_pool_states_into_the_app(tmp_path):
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from ratingrl.app import store
+    from ratingrl.app.commands import app_cli
+    from ratingrl.app.db import SegmentRow, bytes_to_array, make_engine, make_sessionmaker
+    from ratingrl.app.server import create_app
+    from ratingrl.feedback.io import load_rated
+
+    episode = _rollout("dmc/cartpole-balance", steps=30)
+    pool = segment_episodes([episode], horizon=15, stride=15)  # clips keep the first 12 steps
+    save_segments(pool, tmp_path / "pool.parquet")
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    runner = CliRunner()
+    created = runner.invoke(
+        app_cli,
+        ["create-project", "--name", "cp", "--env", "dmc/cartpole-balance"]
+        + ["--clip-length", "12", "--size", "48", "--db", db],
+    )
+    assert created.exit_code == 0, created.output
+    added = runner.invoke(
+        app_cli, ["add-segments", "--from", str(tmp_path / "pool.parquet")] + ["--db", db]
+    )
+    assert added.exit_code == 0, added.output
+    token = runner.invoke(app_cli, ["add-rater", "ann", "--db", db]).stdout.splitlines()[0]
+
+    with make_sessionmaker(make_engine(db))() as session:
+        rows = session.query(SegmentRow).order_by(SegmentRow.id).all()
+        stored = np.stack([bytes_to_array(r.states) for r in rows])
+        np.testing.assert_array_equal(stored, pool.states[:, :12])
+        again = store.segments_by_id(session, [r.id for r in rows])
+        np.testing.assert_array_equal(again.states, pool.states[:, :12])
+
+    h = {"Authorization": f"Bearer {token}"}
+    # ``with``: the app's shutdown closes the renderer, freeing the GL context on its own thread
+    with TestClient(create_app(db, tmp_path / "clips", "operator-token")) as client:
+        clip = client.get("/api/next", headers=h).json()
+        video = client.get(clip["video_url"])
+        assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+        frames = _decode(video.content, tmp_path)
+        assert frames.std() > 5 and not np.array_equal(frames[0], frames[-1])
+        client.post("/api/ratings", json={"clip_id": clip["clip_id"], "rating": 1}, headers=h)
+    assert (
+        runner.invoke(
+            app_cli, ["export", "--out", str(tmp_path / "x.parquet"), "--db", db]
+        ).exit_code
+        == 0
+    )
+    assert load_rated(tmp_path / "x.parquet").segments.state_dim == pool.state_dim

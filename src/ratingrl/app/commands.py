@@ -116,7 +116,10 @@ def add_segments_command(
     project: ProjectOpt = None,
     db: DbOpt = DEFAULT_DB,
 ) -> None:
-    """Add segments to the rating queue (longer segments are cut to the project's clip length)."""
+    """Add segments to the rating queue (longer segments are cut to the project's clip length).
+
+    Simulator states in the file (pools record them) are stored too, so clips show the robot.
+    """
     from ratingrl.app import store
     from ratingrl.feedback.segments import FeedbackError, SegmentSet
 
@@ -133,6 +136,7 @@ def add_segments_command(
                 None if segments.true_rewards is None else segments.true_rewards[:, :h],
                 segments.episode_id,
                 segments.start,
+                states=None if segments.states is None else segments.states[:, :h],
             )
             if limit and limit < len(segments):
                 rng = np.random.default_rng(seed)

@@ -145,6 +145,11 @@ def project_scale(project: Project) -> RatingScale:
     return RatingScale(len(names), names)
 
 
+def _states_of(segments: SegmentSet, states: np.ndarray | None) -> np.ndarray | None:
+    """The states to store: given explicitly, else the ones the segments carry (if any)."""
+    return segments.states if states is None else np.asarray(states, dtype=np.float64)
+
+
 def _check_segments(project: Project, segments: SegmentSet, states: np.ndarray | None) -> None:
     if segments.horizon != project.clip_length:
         raise AppError(
@@ -152,7 +157,9 @@ def _check_segments(project: Project, segments: SegmentSet, states: np.ndarray |
             f"{project.clip_length} steps"
         )
     if states is not None and (states.ndim != 3 or states.shape[:2] != segments.obs.shape[:2]):
-        raise AppError(f"states must have shape [N, H, nq+nv], got {states.shape}")
+        raise AppError(
+            f"states must have shape {segments.obs.shape[:2]} + (state_dim,), got {states.shape}"
+        )
 
 
 def add_segments(
@@ -163,7 +170,11 @@ def add_segments(
     states: np.ndarray | None = None,
     source_tag: str | None = None,
 ) -> list[int]:
-    """Queue ``segments`` for rating; higher ``priority`` is shown first. Returns their ids."""
+    """Queue ``segments`` for rating; higher ``priority`` is shown first. Returns their ids.
+
+    ``states`` defaults to ``segments.states``: stored, they let clips show the simulator.
+    """
+    states = _states_of(segments, states)
     _check_segments(project, segments, states)
     prio = np.broadcast_to(np.asarray(priority, dtype=np.float64), (len(segments),))
     rows = []
@@ -200,6 +211,7 @@ def add_reference(
     scale = project_scale(project)
     if not 0 <= level < scale.n:
         raise AppError(f"level {level} is outside the scale 0..{scale.n - 1}")
+    states = _states_of(segments, states)
     _check_segments(project, segments, states)
     row = SegmentRow(
         public_id=_new_id(),
@@ -545,14 +557,20 @@ def effective_ratings(
 
 
 def segments_by_id(session: Session, ids: list[int]) -> SegmentSet:
-    """The stored segments ``ids`` (in that order) as a SegmentSet."""
+    """The stored segments ``ids`` (in that order) as a SegmentSet, with states if all have them."""
     rows = {r.id: r for r in session.scalars(select(SegmentRow).where(SegmentRow.id.in_(ids)))}
     ordered = [rows[i] for i in ids]
     has_rewards = all(r.true_rewards is not None for r in ordered)
+    states = None
+    if ordered and all(r.states is not None for r in ordered):
+        arrays = [bytes_to_array(r.states) for r in ordered]
+        if len({a.shape for a in arrays}) == 1:  # one env per project: always, unless hand-made
+            states = np.stack(arrays)
     return SegmentSet(
         np.stack([bytes_to_array(r.obs) for r in ordered]),
         np.stack([bytes_to_array(r.acts) for r in ordered]),
         np.stack([bytes_to_array(r.true_rewards) for r in ordered]) if has_rewards else None,
         np.array([r.episode_id for r in ordered]),
         np.array([r.start for r in ordered]),
+        states=states,
     )
