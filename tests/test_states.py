@@ -200,3 +200,25 @@ def test_add_segments_carries_pool_states_into_the_app(tmp_path):
         == 0
     )
     assert load_rated(tmp_path / "x.parquet").segments.state_dim == pool.state_dim
+
+
+@pytest.mark.parametrize(
+    ("env_id", "has_states"), [("dmc/cartpole-balance", True), ("Pendulum-v1", False)]
+)
+def test_build_pool_keeps_states_where_the_env_has_them(env_id, has_states):
+    from ratingrl.feedback.pool import PoolSpec
+    from ratingrl.rl.behaviour import build_pool
+
+    spec = PoolSpec(
+        env_id,
+        horizon=5,
+        stride=5,
+        train_steps=(0,),
+        action_noise=(0.0,),
+        episodes_per_policy=1,
+        max_episode_steps=10,
+    )
+    pool = build_pool(spec, progress=False)
+    assert (pool.states is not None) == has_states
+    if has_states:
+        assert pool.states.shape[:2] == pool.obs.shape[:2]

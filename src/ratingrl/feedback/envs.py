@@ -20,6 +20,7 @@ __all__ = [
     "EnvError",
     "dmc_gym_id",
     "dm_control_physics",
+    "has_physics_state",
     "get_physics_state",
     "set_physics_state",
 ]
@@ -91,6 +92,13 @@ def _mujoco_env(env: gym.Env) -> gym.Env:
             "(neither a Gymnasium MuJoCo env nor a DeepMind Control task)"
         )
     return unwrapped
+
+
+def has_physics_state(env: gym.Env) -> bool:
+    """Whether :func:`get_physics_state` works on ``env`` (MuJoCo-based: Gymnasium or DMC)."""
+    unwrapped = env.unwrapped
+    gym_mujoco = hasattr(unwrapped, "data") and hasattr(unwrapped, "set_state")
+    return dm_control_physics(env) is not None or gym_mujoco
 
 
 def get_physics_state(env: gym.Env) -> np.ndarray:

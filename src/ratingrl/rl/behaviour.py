@@ -14,7 +14,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
-from ratingrl.feedback.envs import make_env
+from ratingrl.feedback.envs import has_physics_state, make_env
 from ratingrl.feedback.pool import PoolSpec
 from ratingrl.feedback.rollouts import (
     PolicyFn,
@@ -71,6 +71,7 @@ def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
     """Roll out every (snapshot, noise level) of ``spec`` and cut the episodes into segments."""
     probe = make_env(spec.env_id)
     low, high = probe.action_space.low, probe.action_space.high
+    record_states = has_physics_state(probe)  # the rating app replays them (DMC obs lack it)
     probe.close()
     runs = len(spec.train_steps) * len(spec.action_noise)
     total_env_steps = runs * spec.episodes_per_policy * spec.max_episode_steps
@@ -95,7 +96,7 @@ def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
                     policy_name=name,
                     first_episode_id=len(episodes),
                     on_step=lambda k: bar.advance(roll, k),
-                    record_states=True,  # the rating app replays them (DMC obs lack the state)
+                    record_states=record_states,
                 )
                 episodes.extend(new)
                 bar.update(
