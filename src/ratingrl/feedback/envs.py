@@ -11,9 +11,25 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering; set before mujoco is imported
 
+import warnings  # noqa: E402
+
 import gymnasium as gym  # noqa: E402
+import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium.wrappers import FlattenObservation  # noqa: E402
+
+# MuJoCo prints a deprecation notice for the model files of HalfCheetah, Walker and others
+# (their XML uses `settotalmass`) every time an env is built; it is not ours to fix and drowns
+# progress output. Route MuJoCo's warnings through Python's `warnings` and drop that one notice.
+_KNOWN_UPSTREAM_NOTICES = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def _mujoco_warning(message: str) -> None:
+    if not any(notice in message for notice in _KNOWN_UPSTREAM_NOTICES):
+        warnings.warn(f"MuJoCo: {message.strip()}", RuntimeWarning, stacklevel=2)
+
+
+mujoco.set_mju_user_warning(_mujoco_warning)
 
 __all__ = [
     "make_env",
