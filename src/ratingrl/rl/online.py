@@ -2,13 +2,19 @@
 
 Rounds of queries follow a :class:`Schedule` (R4's growing gaps, RbRL's fixed interval, or
 explicit steps). At each round the callback cuts windows from the recorder's last episodes,
-lets the :class:`~ratingrl.feedback.queries.QuerySelector` pick some, and ``request``-s ratings
-from a :class:`~ratingrl.feedback.sources.RatingSource`. It ``collect``-s whatever has arrived
+lets the :class:`~ratingrl.feedback.queries.QuerySelector` pick some (or pairs of them, for
+preference queries), and ``request``-s labels from a
+:class:`~ratingrl.feedback.sources.RatingSource` (or a
+:class:`~ratingrl.feedback.preference_source.PreferenceSource`). It ``collect``-s whatever has
+arrived
 at every rollout end, so a simulated teacher (answers at once) and people rating in the app
 (answer later) run through the same code. New labels are written to disk *before* anything is
 trained on them (no label is lost to a crash), then the reward is updated -- the update's
 length grows with the labels, since an epoch is a pass over all of them -- the environment
 wrapper gets the new reward and SAC's whole replay buffer is relabelled.
+
+If the source coarsens its rating scale mid-run (R4's dynamic classes), the stored ratings are
+remapped onto the new scale with the source's ``remap`` (see :func:`remap_hook`).
 
 Work happens in ``on_rollout_end``: for SAC (``train_freq=1``) that is every step, after the
 transition is stored; for PPO it is before the rollout is scored and trained on.
