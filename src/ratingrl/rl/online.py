@@ -6,8 +6,7 @@ lets the :class:`~ratingrl.feedback.queries.QuerySelector` pick some (or pairs o
 preference queries), and ``request``-s labels from a
 :class:`~ratingrl.feedback.sources.RatingSource` (or a
 :class:`~ratingrl.feedback.preference_source.PreferenceSource`). It ``collect``-s whatever has
-arrived
-at every rollout end, so a simulated teacher (answers at once) and people rating in the app
+arrived at every rollout end, so a simulated teacher (answers at once) and people rating in the app
 (answer later) run through the same code. New labels are written to disk *before* anything is
 trained on them (no label is lost to a crash), then the reward is updated -- the update's
 length grows with the labels, since an epoch is a pass over all of them -- the environment
