@@ -34,13 +34,17 @@ class PolicyDemoConfig:
     """What the policy demo trains; the defaults fit ~6 minutes on a shared 2-core machine."""
 
     env_id: str = _f("Pendulum-v1", "a task SAC solves in a few thousand steps")
-    steps: int = _f(10_000, "env steps of each run (oracle and learned reward alike)")
+    steps: int = _f(12_000, "env steps of each run (oracle and learned reward alike)")
     method: str = _f("r4", "reward method learning from the ratings")
     budget: int = _f(100, "ratings asked for, online")
     per_round: int = _f(20, "ratings per query round")
     every: int = _f(800, "env steps between query rounds (the first comes after as many)")
     horizon: int = _f(50, "segment length (env steps) people would rate")
-    n_classes: int = _f(4, "rating levels of the simulated teacher")
+    n_classes: int = _f(
+        8,
+        "rating levels of the simulated teacher; with 4, spinning and balancing segments share "
+        "too few levels and SAC often learns to spin on the learned reward",
+    )
     rating_range: tuple[float, float] | None = _f(
         (-500.0, 0.0),
         "segment-return range split into equal-width levels (None: dmc's 0..horizon); "
