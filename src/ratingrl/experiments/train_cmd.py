@@ -105,6 +105,16 @@ def train_command(
     eval_episodes: Annotated[int, typer.Option(help="episodes per evaluation")] = 5,
     checkpoint_every: Annotated[int, typer.Option(help="env steps between checkpoints")] = 10_000,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
+    ratings_db: Annotated[
+        str | None,
+        typer.Option(
+            help="online: take ratings from people through the rating app's database "
+            "(SQLAlchemy URL, e.g. sqlite:///ratings.db) instead of the simulated teacher"
+        ),
+    ] = None,
+    ratings_project: Annotated[
+        str | None, typer.Option(help="online: the app project (default: its only project)")
+    ] = None,
     threads: Annotated[int, typer.Option(help="PyTorch threads")] = 1,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
@@ -165,8 +175,18 @@ def train_command(
                 checkpoint_every=checkpoint_every,
             )
             run_dir = out
+        source = None
+        if ratings_db is not None:
+            from ratingrl.app.source import AppRatingSource
+
+            source = AppRatingSource(ratings_db, ratings_project)
         summary = train(
-            config, run_dir, resume=resume is not None, overwrite=overwrite, progress=progress
+            config,
+            run_dir,
+            resume=resume is not None,
+            overwrite=overwrite,
+            progress=progress,
+            source=source,
         )
     except (FeedbackError, ValueError) as err:
         raise _fail(str(err)) from None
