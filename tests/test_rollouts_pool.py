@@ -99,3 +99,21 @@ def test_pool_spec_validation():
         PoolSpec("Pendulum-v1", horizon=100, max_episode_steps=50)
     with pytest.raises(FeedbackError, match="ascending"):
         PoolSpec("Pendulum-v1", train_steps=(10, 0))
+
+
+def test_sb3_model_rollouts_come_from_a_frozen_snapshot():
+    import torch
+    from stable_baselines3 import PPO
+
+    from ratingrl.rl.behaviour import sb3_policy_fn
+
+    model = PPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, seed=0, device="cpu")
+    act = sb3_policy_fn(model)
+    obs = np.zeros((4, 3), dtype=np.float32)
+    before = act(obs)
+    with torch.no_grad():
+        for p in model.policy.parameters():
+            p.add_(1.0)  # the learner moves on ...
+    np.testing.assert_allclose(act(obs), before)  # ... the snapshot does not
+    eps = collect_episodes("Pendulum-v1", act, 2, seed=0, max_steps=20)
+    assert [e.length for e in eps] == [20, 20] and eps[0].acts.shape == (20, 1)

@@ -11,8 +11,10 @@ from collections.abc import Callable
 
 import numpy as np
 from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.policies import BasePolicy
 
 from ratingrl.feedback.envs import has_physics_state, make_env
 from ratingrl.feedback.pool import PoolSpec
@@ -25,7 +27,7 @@ from ratingrl.feedback.rollouts import (
 from ratingrl.feedback.segments import SegmentSet
 from ratingrl.progress import progress_bar
 
-__all__ = ["ppo_snapshots", "build_pool"]
+__all__ = ["sb3_policy_fn", "ppo_snapshots", "build_pool"]
 
 
 class _Advance(BaseCallback):
@@ -38,13 +40,17 @@ class _Advance(BaseCallback):
         return True
 
 
-def _as_policy_fn(policy) -> PolicyFn:
-    """A frozen copy of an SB3 policy as a batch ``obs -> action`` function."""
+def sb3_policy_fn(model: BaseAlgorithm | BasePolicy, deterministic: bool = True) -> PolicyFn:
+    """A frozen copy of an SB3 model's (or policy's) policy as a batch ``obs -> action`` function.
+
+    The copy is what makes snapshots possible: the learner keeps training, the function keeps
+    acting as the policy did when it was taken. Use it to collect rollouts from any SB3 model.
+    """
+    policy = model.policy if isinstance(model, BaseAlgorithm) else model
     frozen = type(policy)(**policy._get_constructor_parameters())
     frozen.load_state_dict(policy.state_dict())
     frozen.set_training_mode(False)
-    policy = frozen
-    return lambda obs: policy.predict(obs, deterministic=True)[0]
+    return lambda obs: frozen.predict(obs, deterministic=deterministic)[0]
 
 
 def ppo_snapshots(
@@ -62,7 +68,7 @@ def ppo_snapshots(
         if target > done:
             model.learn(target - done, callback=callback, reset_num_timesteps=False)
             done = target
-        snapshots.append((target, _as_policy_fn(model.policy)))
+        snapshots.append((target, sb3_policy_fn(model)))
     env.close()
     return snapshots
 
