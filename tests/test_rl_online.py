@@ -16,34 +16,14 @@ from ratingrl.feedback.segments import FeedbackError, PreferencePairs, RatedSegm
 from ratingrl.feedback.sources import TeacherSource
 from ratingrl.feedback.teachers import Bins, DynamicRatingTeacher, PreferenceTeacher, RatingTeacher
 from ratingrl.rl.online import FeedbackStore, remap_hook
-from ratingrl.rl.train import RunConfig, RunError, train
+from ratingrl.rl.train import RunError, train
+
+from .test_rl_train import TINY as TRAIN_TINY
 
 torch.set_num_threads(1)
 
-TINY = RunConfig(
-    env_id="Pendulum-v1",
-    algo="sac",
-    method="bt",
-    mode="online",
-    total_steps=600,
-    max_episode_steps=100,
-    net_arch=(32, 32),
-    batch_size=32,
-    learning_starts=100,
-    buffer_size=1000,
-    reward_hidden=(32, 32),
-    reward_epochs=5,
-    budget=20,
-    per_round=10,
-    schedule="interval",
-    schedule_unit=250,
-    horizon=20,
-    candidate_episodes=5,
-    rating_range=(-320.0, 0.0),
-    eval_every=300,
-    eval_episodes=2,
-    checkpoint_every=300,
-)
+# The training tests' tiny SAC run, asking for preferences, with a buffer that does not wrap.
+TINY = replace(TRAIN_TINY, method="bt", buffer_size=1000, checkpoint_every=300)
 
 
 def _segments(n: int, h: int = 5, seed: int = 0) -> SegmentSet:
