@@ -280,7 +280,7 @@ def _print_fidelity(report: dict) -> None:
 
 
 from ratingrl.app.commands import app_cli, serve_command  # noqa: E402
-from ratingrl.experiments.ordinal_bench import ordinal_command  # noqa: E402
+from ratingrl.experiments.ordinal_cli import ordinal_command  # noqa: E402
 from ratingrl.experiments.train_cmd import train_command  # noqa: E402
 
 bench_app.command("ordinal")(ordinal_command)
