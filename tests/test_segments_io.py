@@ -137,3 +137,17 @@ def test_saved_files_get_normal_permissions(tmp_path: Path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_concat_keeps_rewards_and_states_and_checks_shapes():
+    a, b = linear_segments(3, seed=1), linear_segments(2, seed=2)
+    a = SegmentSet(a.obs, a.acts, a.true_rewards, a.episode_id, a.start, states=np.ones((3, 10, 5)))
+    b = SegmentSet(
+        b.obs, b.acts, b.true_rewards, b.episode_id, b.start, states=np.zeros((2, 10, 5))
+    )
+    both = SegmentSet.concat([a, b])
+    assert len(both) == 5 and both.states.shape == (5, 10, 5)
+    np.testing.assert_allclose(both.true_rewards[3:], b.true_rewards)
+    assert SegmentSet.concat([a, linear_segments(2)]).states is None  # not every set has them
+    with pytest.raises(FeedbackError, match="segment set 1 have"):
+        SegmentSet.concat([a, linear_segments(2, obs_dim=3)])

@@ -19,7 +19,7 @@ import numpy as np
 from ratingrl.feedback.segments import FeedbackError, PreferencePairs, SegmentSet
 from ratingrl.feedback.teachers import PreferenceTeacher
 
-__all__ = ["SegmentPairs", "PreferenceSource", "PreferenceTeacherSource", "concat_segments"]
+__all__ = ["SegmentPairs", "PreferenceSource", "PreferenceTeacherSource"]
 
 
 @dataclass(frozen=True)
@@ -51,19 +51,6 @@ class PreferenceSource(Protocol):
         ...
 
 
-def concat_segments(sets: list[SegmentSet]) -> SegmentSet:
-    """One :class:`SegmentSet` from several with the same shapes (true rewards kept if all have)."""
-    has_rewards = all(s.true_rewards is not None for s in sets)
-    return SegmentSet(
-        np.concatenate([s.obs for s in sets]),
-        np.concatenate([s.acts for s in sets]),
-        np.concatenate([s.true_rewards for s in sets]) if has_rewards else None,
-        np.concatenate([s.episode_id for s in sets]),
-        np.concatenate([s.start for s in sets]),
-        dict(sets[0].info),
-    )
-
-
 @dataclass
 class PreferenceTeacherSource:
     """A simulated :class:`PreferenceTeacher` behind the request/collect interface."""
@@ -86,8 +73,8 @@ class PreferenceTeacherSource:
             return None
         started = time.time()
         batches, self._pending = self._pending, []
-        first = concat_segments([b.first for b in batches])
-        second = concat_segments([b.second for b in batches])
+        first = SegmentSet.concat([b.first for b in batches])
+        second = SegmentSet.concat([b.second for b in batches])
         labels, answered = self.teacher.label(first, second, self.rng)
         self.skipped += int((~answered).sum())
         if not answered.any():

@@ -259,6 +259,32 @@ class SegmentSet:
             states=states,
         )
 
+    @classmethod
+    def concat(cls, sets: Sequence[SegmentSet]) -> SegmentSet:
+        """The segments of ``sets`` one after another (same horizon and dimensions).
+
+        True rewards and simulator states are kept when every set has them; ``info`` is the
+        first set's.
+        """
+        if not sets:
+            raise FeedbackError("cannot concatenate an empty list of segment sets")
+        for i, other in enumerate(sets[1:], start=1):
+            sets[0].check_compatible(other, f"segment set {i}")
+
+        def joined(name: str) -> np.ndarray | None:
+            arrays = [getattr(s, name) for s in sets]
+            return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+        return cls(
+            joined("obs"),
+            joined("acts"),
+            joined("true_rewards"),
+            joined("episode_id"),
+            joined("start"),
+            dict(sets[0].info),
+            states=joined("states"),
+        )
+
     def check_compatible(self, other: SegmentSet, what: str = "segments") -> None:
         """Raise if ``other`` has a different horizon or observation/action size."""
         mine = (self.horizon, self.obs_dim, self.act_dim)

@@ -63,12 +63,7 @@ class TeacherSource:
             return None
         started = time.time()
         batches, self._pending = self._pending, []
-        obs = np.concatenate([b.obs for b in batches])
-        acts = np.concatenate([b.acts for b in batches])
-        rewards = np.concatenate([b.true_rewards for b in batches])
-        ids = np.concatenate([b.episode_id for b in batches])
-        starts = np.concatenate([b.start for b in batches])
-        segments = SegmentSet(obs, acts, rewards, ids, starts)
+        segments = SegmentSet.concat(batches)
         scale = self.teacher.scale  # the scale in force when these were rated
         ratings = self.teacher.rate(segments, self.rng)
         source = {**self.teacher.to_dict(), "rated_at": started}

@@ -40,7 +40,7 @@ from ratingrl.feedback.io import (
     save_preferences,
     save_rated,
 )
-from ratingrl.feedback.preference_source import PreferenceSource, SegmentPairs, concat_segments
+from ratingrl.feedback.preference_source import PreferenceSource, SegmentPairs
 from ratingrl.feedback.queries import QuerySelector, StratifiedSelector
 from ratingrl.feedback.segments import FeedbackError, PreferencePairs, RatedSegments, SegmentSet
 from ratingrl.feedback.sources import RatingSource
@@ -156,17 +156,7 @@ def concat_rated(a: RatedSegments | None, b: RatedSegments) -> RatedSegments:
         return b
     if a.scale != b.scale:
         raise FeedbackError(f"new ratings use scale {b.scale}, stored ones {a.scale}")
-    a.segments.check_compatible(b.segments, "new segments")
-    sa, sb = a.segments, b.segments
-    has_rewards = sa.true_rewards is not None and sb.true_rewards is not None
-    segments = SegmentSet(
-        np.concatenate([sa.obs, sb.obs]),
-        np.concatenate([sa.acts, sb.acts]),
-        np.concatenate([sa.true_rewards, sb.true_rewards]) if has_rewards else None,
-        np.concatenate([sa.episode_id, sb.episode_id]),
-        np.concatenate([sa.start, sb.start]),
-        dict(sa.info),
-    )
+    segments = SegmentSet.concat([a.segments, b.segments])
     rater = None
     if a.rater is not None or b.rater is not None:
         ra = a.rater if a.rater is not None else np.full(len(a), None, dtype=object)
@@ -181,8 +171,8 @@ def concat_pairs(a: PreferencePairs | None, b: PreferencePairs) -> PreferencePai
         return b
     a.first.check_compatible(b.first, "new pairs")
     return PreferencePairs(
-        concat_segments([a.first, b.first]),
-        concat_segments([a.second, b.second]),
+        SegmentSet.concat([a.first, b.first]),
+        SegmentSet.concat([a.second, b.second]),
         np.concatenate([a.labels, b.labels]),
         a.source,
     )
