@@ -25,6 +25,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,46 +35,78 @@ ROOT = Path(__file__).resolve().parents[1]
 RATINGRL = str(ROOT / ".venv" / "bin" / "ratingrl")
 METHODS = ("oracle", "r4", "rbrl", "multitask", "bt")
 
-COMMON = ["--env", "dmc/cartpole-balance", "--mode", "online", "--threads", "1", "--no-progress"]
-TRACKS: dict[str, list[str]] = {
+COMMON = ["--mode", "online", "--threads", "1", "--no-progress"]
+
+
+@dataclass(frozen=True)
+class Track:
+    """One benchmark track: the environments it covers and the ``ratingrl train`` options."""
+
+    envs: tuple[str, ...]
+    args: str
+    # the first tracks kept their runs directly under runs/<track>/ (one environment each)
+    flat: bool = False
+
+
+TRACKS: dict[str, Track] = {
     # PPO: 100k steps; 400 labels, 50 a round every 6k steps (all in by 48k steps).
-    "ppo": (
+    "ppo": Track(
+        ("dmc/cartpole-balance",),
         "--algo ppo --steps 100000 --net-arch 64,64 --n-steps 2048 --budget 400 --per-round 50 "
         "--schedule interval --schedule-unit 6000 --reward-hidden 64,64 --reward-epochs 20 "
-        "--eval-every 10000 --eval-episodes 5 --checkpoint-every 25000"
-    ).split(),
+        "--eval-every 10000 --eval-episodes 5 --checkpoint-every 25000",
+        flat=True,
+    ),
     # SAC: 10k steps, 64x64 nets, batch 64; 40 labels, 10 a round every 1k steps.
-    "sac": (
+    "sac": Track(
+        ("dmc/cartpole-balance",),
         "--algo sac --steps 10000 --net-arch 64,64 --batch-size 64 --learning-starts 500 "
         "--buffer-size 100000 --budget 40 --per-round 10 --schedule interval "
         "--schedule-unit 1000 --reward-hidden 64,64 --reward-epochs 20 --eval-every 2000 "
-        "--eval-episodes 5 --checkpoint-every 5000"
-    ).split(),
+        "--eval-episodes 5 --checkpoint-every 5000",
+        flat=True,
+    ),
+    # The issue's PPO protocol (RbRL's): 1M steps, 2000 labels collected early -- 200 a round
+    # every 30k steps, all in by 300k -- on three DMC tasks. SB3's PPO defaults (64x64).
+    "ppo1m": Track(
+        ("dmc/cartpole-balance", "dmc/finger-spin", "dmc/walker-walk"),
+        "--algo ppo --steps 1000000 --net-arch 64,64 --n-steps 2048 --budget 2000 "
+        "--per-round 200 --schedule interval --schedule-unit 30000 --reward-hidden 64,64 "
+        "--reward-epochs 20 --eval-every 100000 --eval-episodes 5 --checkpoint-every 100000",
+    ),
 }
 
 
-def command(track: str, method: str, seed: int, run: Path) -> list[str]:
+def run_path(runs_dir: Path, track: str, env: str, method: str, seed: int) -> Path:
+    base = runs_dir / track
+    if not TRACKS[track].flat:
+        base = base / env.replace("/", "_")
+    return base / f"{method}_s{seed}"
+
+
+def command(track: str, env: str, method: str, seed: int, run: Path) -> list[str]:
     if (run / "config.json").exists():
         return [RATINGRL, "train", "--resume", str(run), "--threads", "1", "--no-progress"]
-    args = [RATINGRL, "train", *COMMON, *TRACKS[track], "--method", method, "--seed", str(seed)]
-    return [*args, "--out", str(run), "--overwrite"]
+    args = [RATINGRL, "train", "--env", env, *COMMON, *TRACKS[track].args.split()]
+    return [*args, "--method", method, "--seed", str(seed), "--out", str(run), "--overwrite"]
 
 
-def run_all(track: str, seeds: int, jobs: int, runs_dir: Path) -> None:
-    queue = [(m, s) for s in range(seeds) for m in METHODS]
+def run_all(track: str, seeds: int, jobs: int, runs_dir: Path, methods: tuple[str, ...]) -> None:
+    """Every (seed, env, method) run, seed-major so each seed's comparison completes early."""
+    queue = [(e, m, s) for s in range(seeds) for e in TRACKS[track].envs for m in methods]
     running: list[tuple[subprocess.Popen, str]] = []
     while queue or running:
         while queue and len(running) < jobs:
-            method, seed = queue.pop(0)
-            run = runs_dir / track / f"{method}_s{seed}"
+            env, method, seed = queue.pop(0)
+            run = run_path(runs_dir, track, env, method, seed)
             if (run / "summary.json").exists():
                 continue
             run.parent.mkdir(parents=True, exist_ok=True)
             log = open(run.parent / f"{method}_s{seed}.log", "a")  # noqa: SIM115
-            cmd = command(track, method, seed, run)
+            cmd = command(track, env, method, seed, run)
             print(" ".join(cmd), flush=True)
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env), str(run)))
+            env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env_vars), str(run)))
         time.sleep(2)
         for proc, name in list(running):
             if proc.poll() is not None:
@@ -81,32 +114,32 @@ def run_all(track: str, seeds: int, jobs: int, runs_dir: Path) -> None:
                 running.remove((proc, name))
 
 
-def report(track: str, seeds: int, runs_dir: Path) -> dict:
+def _load_run(path: Path) -> dict | None:
     from ratingrl.rl.evaluation import eval_curve
 
-    runs: dict[str, dict[int, dict]] = {m: {} for m in METHODS}
-    for method in METHODS:
-        for seed in range(seeds):
-            path = runs_dir / track / f"{method}_s{seed}"
-            if (path / "summary.json").exists():
-                summary = json.loads((path / "summary.json").read_text())
-                curve = eval_curve(path)
-                runs[method][seed] = {
-                    "true_return_final": summary["true_return_final"]["mean"],
-                    "true_return_best": summary["true_return_best"]["mean"],
-                    "learned_return_final": (summary["learned_return_final"] or {}).get("mean"),
-                    "labels": summary["labels_used"],
-                    "env_steps": summary["env_steps"],
-                    "env_steps_per_s": summary["env_steps_per_s"],
-                    "env_steps_per_cpu_s": summary.get("env_steps_per_cpu_s"),
-                    "reward_update_s": summary["reward_update_s"],
-                    "wall_time_s": summary["wall_time_s"],
-                    "curve": {k: v.tolist() for k, v in curve.items()},
-                }
+    if not (path / "summary.json").exists():
+        return None
+    summary = json.loads((path / "summary.json").read_text())
+    curve = eval_curve(path)
+    return {
+        "true_return_final": summary["true_return_final"]["mean"],
+        "true_return_best": summary["true_return_best"]["mean"],
+        "learned_return_final": (summary["learned_return_final"] or {}).get("mean"),
+        "labels": summary["labels_used"],
+        "env_steps": summary["env_steps"],
+        "env_steps_per_s": summary["env_steps_per_s"],
+        "env_steps_per_cpu_s": summary.get("env_steps_per_cpu_s"),
+        "reward_update_s": summary["reward_update_s"],
+        "wall_time_s": summary["wall_time_s"],
+        "curve": {k: v.tolist() for k, v in curve.items()},
+    }
+
+
+def _compare(runs: dict[str, dict[int, dict]]) -> dict:
+    """Recovery and overhead of every method against the oracle of the same seed."""
     table = {}
     oracle = runs["oracle"]
-    for method in METHODS:
-        done = runs[method]
+    for method, done in runs.items():
         rec, rec_curve, over, over_cpu, over_loop = [], [], [], [], []
         for seed, r in done.items():
             if seed not in oracle:
@@ -133,22 +166,41 @@ def report(track: str, seeds: int, runs_dir: Path) -> dict:
             "overhead_steps_per_cpu_s_ratio": _mean_sd(over_cpu),
             "overhead_excluding_reward_updates": _mean_sd(over_loop),
             "overhead_steps_per_wall_s_ratio": _mean_sd(over),
+            "reward_update_s": [r["reward_update_s"] for r in done.values()],
             "env_steps_per_s": [r["env_steps_per_s"] for r in done.values()],
             "env_steps_per_cpu_s": [r["env_steps_per_cpu_s"] for r in done.values()],
         }
+    return table
+
+
+def report(track: str, seeds: int, runs_dir: Path, methods: tuple[str, ...]) -> dict:
+    per_env = {}
+    for env in TRACKS[track].envs:
+        runs: dict[str, dict[int, dict]] = {m: {} for m in methods}
+        for method in methods:
+            for seed in range(seeds):
+                run = _load_run(run_path(runs_dir, track, env, method, seed))
+                if run is not None:
+                    runs[method][seed] = run
+        per_env[env] = {"summary": _compare(runs), "runs": runs}
     return {
         "track": track,
         "command": f"{sys.executable} benchmarks/policy_sweep.py --track {track} --seeds {seeds}",
-        "train_args": [*COMMON, *TRACKS[track]],
+        "train_args": [*COMMON, *TRACKS[track].args.split()],
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": {
             "nproc": os.cpu_count(),
             "cpu": _cpu(),
             "python": platform.python_version(),
-            "note": "shared with other jobs; each run used one thread",
+            "note": "each run used one thread; two runs at a time",
         },
-        "summary": table,
-        "runs": {m: {str(s): r for s, r in d.items()} for m, d in runs.items()},
+        "envs": {
+            env: {
+                "summary": d["summary"],
+                "runs": {m: {str(s): r for s, r in by.items()} for m, by in d["runs"].items()},
+            }
+            for env, d in per_env.items()
+        },
     }
 
 
@@ -168,19 +220,23 @@ def _cpu() -> str:
     return platform.processor()
 
 
-def plot(result: dict, out: Path) -> Path:
+def plot(result: dict, env: str, out: Path) -> Path | None:
     from ratingrl.experiments.policy_demo import plot_curves
 
-    curves = {}
-    for method, by_seed in result["runs"].items():
-        if by_seed:
-            curves[method] = [
-                (np.asarray(r["curve"]["env_steps"]), np.asarray(r["curve"]["true_return"]))
-                for r in by_seed.values()
-            ]
-    seeds = max(len(by_seed) for by_seed in result["runs"].values())
+    by_method = result["envs"][env]["runs"]
+    curves = {
+        method: [
+            (np.asarray(r["curve"]["env_steps"]), np.asarray(r["curve"]["true_return"]))
+            for r in by_seed.values()
+        ]
+        for method, by_seed in by_method.items()
+        if by_seed
+    }
+    if not curves:
+        return None
+    seeds = max(len(by_seed) for by_seed in by_method.values())
     title = (
-        f"{result['track'].upper()} on dmc/cartpole-balance: true return "
+        f"{result['track'].upper()} on {env}: true return "
         f"(bold: mean of {seeds} seeds; thin: each seed)"
     )
     return plot_curves(curves, out, title=title)
@@ -191,19 +247,26 @@ def main() -> None:
     parser.add_argument("--track", choices=sorted(TRACKS), required=True)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "policy_sweep")
     parser.add_argument("--report-only", action="store_true", help="only aggregate and plot")
     args = parser.parse_args()
+    methods = tuple(m for m in args.methods.split(",") if m)
+    if "oracle" not in methods:
+        methods = ("oracle", *methods)  # every ratio needs the oracle of the same seed
     if not args.report_only:
-        run_all(args.track, args.seeds, args.jobs, args.runs_dir)
-    result = report(args.track, args.seeds, args.runs_dir)
+        run_all(args.track, args.seeds, args.jobs, args.runs_dir, methods)
+    result = report(args.track, args.seeds, args.runs_dir, methods)
     out = ROOT / "benchmarks" / "results" / f"policy_{args.track}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    figure = plot(result, ROOT / "docs" / "figures" / f"policy_{args.track}.png")
-    for method, row in result["summary"].items():
-        print(method, json.dumps({k: v for k, v in row.items() if not k.startswith("env_")}))
-    print(f"wrote {out} and {figure}")
+    for env in TRACKS[args.track].envs:
+        name = "" if TRACKS[args.track].flat else "_" + env.replace("/", "_")
+        figure = plot(result, env, ROOT / "docs" / "figures" / f"policy_{args.track}{name}.png")
+        print(f"== {env} (figure: {figure})")
+        for method, row in result["envs"][env]["summary"].items():
+            print(method, json.dumps({k: v for k, v in row.items() if not k.startswith("env_")}))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
