@@ -66,6 +66,14 @@ TRACKS: dict[str, Track] = {
         "--eval-episodes 5 --checkpoint-every 5000",
         flat=True,
     ),
+    # RbRL's walker protocol shortened to 300k steps: 1000 labels, 100 a round every 20k steps
+    # (all in by 200k), on the two harder DMC tasks. SB3's PPO defaults (64x64).
+    "ppo300k": Track(
+        ("dmc/finger-spin", "dmc/walker-walk"),
+        "--algo ppo --steps 300000 --net-arch 64,64 --n-steps 2048 --budget 1000 "
+        "--per-round 100 --schedule interval --schedule-unit 20000 --reward-hidden 64,64 "
+        "--reward-epochs 20 --eval-every 50000 --eval-episodes 5 --checkpoint-every 50000",
+    ),
     # The issue's PPO protocol (RbRL's): 1M steps, 2000 labels collected early -- 200 a round
     # every 30k steps, all in by 300k -- on three DMC tasks. SB3's PPO defaults (64x64).
     "ppo1m": Track(
