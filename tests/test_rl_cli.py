@@ -49,3 +49,11 @@ def test_cli_oracle_run_and_bad_input(tmp_path):
     coarse = ["--classes", "4", "--coarse-classes", "3", "--rating-range", "-300,0"]
     dyn = runner.invoke(app, ["train", *coarse, *SMALL, "--out", str(tmp_path / "z")])
     assert dyn.exit_code == 2 and "coarse-classes 3" in dyn.output
+
+
+def test_cli_passes_the_preference_budget_on(tmp_path):
+    """--preference-budget reaches the run config: bt with pairs besides is refused by name."""
+    args = ["train", "--method", "bt", "--preference-budget", "10", "--preference-weight", "0.5"]
+    result = runner.invoke(app, [*args, *SMALL, "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "preference_budget=10" in result.output
+    assert not (tmp_path / "x").exists()

@@ -1,5 +1,6 @@
-"""Online feedback beyond plain ratings: preference queries (bt), a rating scale that changes
-mid-run, and what the run logs (CSV columns, TensorBoard, learned return of training episodes)."""
+"""Online feedback beyond plain ratings: preference queries (bt), ratings and pairs in one run,
+a rating scale that changes mid-run, and what the run logs (CSV columns, TensorBoard, learned
+return of training episodes)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from ratingrl.feedback.preference_source import PreferenceTeacherSource, Segment
 from ratingrl.feedback.segments import FeedbackError, PreferencePairs, RatedSegments, SegmentSet
 from ratingrl.feedback.sources import TeacherSource
 from ratingrl.feedback.teachers import Bins, DynamicRatingTeacher, PreferenceTeacher, RatingTeacher
-from ratingrl.rl.online import FeedbackStore, remap_hook
+from ratingrl.rewards.metrics import pair_accuracy
+from ratingrl.rl import train as train_module
+from ratingrl.rl.online import FeedbackStore, Schedule, remap_hook
 from ratingrl.rl.train import RunError, train
 
 from .test_rl_train import TINY as TRAIN_TINY
@@ -24,6 +27,8 @@ torch.set_num_threads(1)
 
 # The training tests' tiny SAC run, asking for preferences, with a buffer that does not wrap.
 TINY = replace(TRAIN_TINY, method="bt", buffer_size=1000, checkpoint_every=300)
+# Ratings and preference pairs in one run: 20 ratings and 15 pairs over two rounds (8 + 7).
+MIXED = replace(TINY, method="rbrl", preference_budget=15)
 
 
 def _segments(n: int, h: int = 5, seed: int = 0) -> SegmentSet:
@@ -130,3 +135,144 @@ def test_online_run_with_dynamic_classes_remaps(tmp_path):
         train(replace(config, coarse_classes=3), tmp_path / "bad", progress=False)
     with pytest.raises(RunError, match="preference pairs"):
         train(replace(TINY, selector="stratified"), tmp_path / "bad", progress=False)
+
+
+def _spy_on_train_mixed(monkeypatch) -> list[tuple[int, int, float, bool]]:
+    """Record (ratings, pairs, preference weight, warm-started) of each mixed reward update."""
+    calls: list[tuple[int, int, float, bool]] = []
+    real = train_module.train_mixed
+
+    def spy(ratings, pairs, method, config, *, preference_weight, model=None, **kwargs):
+        calls.append((len(ratings), len(pairs), preference_weight, model is not None))
+        return real(
+            ratings, pairs, method, config, preference_weight=preference_weight, model=model
+        )
+
+    monkeypatch.setattr(train_module, "train_mixed", spy)
+    return calls
+
+
+def test_pair_budget_is_shared_over_the_rating_rounds():
+    schedule = Schedule.interval(20, 10, 250)
+    shared = schedule.share(15)
+    assert shared.steps == schedule.steps and shared.counts == (8, 7)
+    assert Schedule.explicit((1, 2, 3), 3).share(5).counts == (2, 2, 1)
+
+
+def test_online_mixed_run_learns_from_ratings_and_pairs(tmp_path, monkeypatch):
+    calls = _spy_on_train_mixed(monkeypatch)
+    run = tmp_path / "mixed"
+    summary = train(replace(MIXED, preference_weight=0.5), run, progress=False)
+    assert (summary["labels_used"], summary["ratings_used"], summary["pairs_used"]) == (35, 20, 15)
+    ratings = load_rated(run / "feedback.parquet")
+    pairs = load_preferences(run / "feedback_pairs.parquet")
+    assert len(ratings) == 20 and ratings.source["rounds_done"] == 2
+    assert len(pairs) == 15 and pairs.source["rounds_done"] == 2
+    assert pairs.source["env_id"] == "Pendulum-v1"
+    # the noise-free B-Pref teacher: label 1 exactly when the second segment's return is higher
+    expected = (pairs.second.true_returns > pairs.first.true_returns).astype(np.float32)
+    np.testing.assert_array_equal(pairs.labels, expected)
+    # the pairs are trained on: the last update saw every rating and every pair, warm-started
+    assert calls and calls[-1] == (20, 15, 0.5, True)
+    assert {c[1] for c in calls} <= {8, 15}  # round 1 brings 8 pairs, round 2 the other 7
+    cols = _columns(run / "progress.csv")
+    assert float(cols["reward_model/pairs"][-1]) == 15
+    assert float(cols["reward_model/ratings"][-1]) == 20
+    assert float(cols["feedback/labels"][-1]) == 35
+    assert float(cols["feedback/labels_pairs"][-1]) == 15
+    assert float(cols["feedback/labels_ratings"][-1]) == 20
+    assert cols["reward_model/relabelled"] and summary["learned_return_final"] is not None
+
+
+def test_mixed_update_learns_from_the_pairs():
+    """Same ratings, same seed, pairs with true vs flipped answers: the pairs steer the reward."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(60, 5, 3)).astype(np.float32)
+    segs = SegmentSet(obs, rng.normal(size=(60, 5, 1)), obs[:, :, 0].copy())  # reward: obs[0]
+    rated = segs.subset(range(20))
+    ratings = RatingTeacher(Bins.quantile(2, rated.true_returns)).rate_dataset(rated, rng)
+    a, b = segs.subset(range(20, 40)), segs.subset(range(40, 60))
+    labels, _ = PreferenceTeacher().label(a, b, rng)
+    update = train_module._updater(replace(MIXED, reward_epochs=60))
+    right, row = update([ratings, PreferencePairs(a, b, labels)], None)
+    wrong, _ = update([ratings, PreferencePairs(a, b, 1 - labels)], None)
+    assert (row["ratings"], row["pairs"]) == (20, 20)
+
+    def agreement(model) -> float:
+        first, second = (model.predict_returns(s.obs, s.acts).mean(0) for s in (a, b))
+        return pair_accuracy(first, second, labels)
+
+    # each model sides with the answers it was given (0.95 vs 0.25 when every update trains all
+    # epochs; 0.7 vs 0.4 when a 10% split picks the epoch)
+    assert agreement(right) - agreement(wrong) >= 0.2
+    # ratings alone (a channel with nothing learnable yet is None): no pair columns in the log
+    _, alone = update([ratings, None], None)
+    assert "pairs" not in alone
+
+
+class _Crash(RuntimeError):
+    """Stands in for the process dying."""
+
+
+def test_mixed_run_stopped_mid_round_resumes_with_every_label(tmp_path, monkeypatch):
+    """Stopped after round 2's ratings were stored but before its pairs: the resumed run keeps
+    every label of both kinds, asks only for the missing pairs and ends with both budgets."""
+    real = train_module.PreferenceTeacherSource
+
+    class CrashingOnRound2(real):
+        def collect(self, timeout: float = 0.0):
+            if self._pending:
+                self.rounds = getattr(self, "rounds", 0) + 1
+                if self.rounds == 2:
+                    raise _Crash("the process died while round 2's pairs were being answered")
+            return super().collect(timeout)
+
+    run = tmp_path / "mixed"
+    monkeypatch.setattr(train_module, "PreferenceTeacherSource", CrashingOnRound2)
+    with pytest.raises(_Crash):
+        train(MIXED, run, progress=False)
+    monkeypatch.setattr(train_module, "PreferenceTeacherSource", real)
+    ratings = load_rated(run / "feedback.parquet")
+    pairs = load_preferences(run / "feedback_pairs.parquet")
+    assert (len(ratings), ratings.source["rounds_done"]) == (20, 2)  # round 2's ratings: stored
+    assert (len(pairs), pairs.source["rounds_done"]) == (8, 1)  # round 2's pairs: never answered
+    assert not (run / "summary.json").exists()
+
+    summary = train(MIXED, run, resume=True, progress=False)
+    assert (summary["labels_used"], summary["ratings_used"], summary["pairs_used"]) == (35, 20, 15)
+    after_r = load_rated(run / "feedback.parquet")
+    after_p = load_preferences(run / "feedback_pairs.parquet")
+    assert after_p.source["rounds_done"] == 2 and after_r.source["rounds_done"] == 2
+    np.testing.assert_array_equal(after_r.ratings, ratings.ratings)  # no rating asked again
+    np.testing.assert_array_equal(after_r.segments.obs, ratings.segments.obs)
+    np.testing.assert_array_equal(after_p.labels[:8], pairs.labels)
+    np.testing.assert_array_equal(after_p.first.obs[:8], pairs.first.obs)
+    np.testing.assert_array_equal(after_p.second.obs[:8], pairs.second.obs)
+    assert summary["env_steps"] == 600
+
+
+def _bad(tmp_path, **changes):
+    return lambda: train(replace(MIXED, **changes), tmp_path / "bad", progress=False)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"method": "bt"}, r"preference_budget=15 .*method 'bt' learns from pairs alone"),
+        ({"mode": "offline"}, r"preference_budget=15 .*online run; mode 'offline'"),
+        ({"method": "oracle"}, r"preference_budget=15 .*method 'oracle'"),
+        ({"preference_budget": 1}, r"preference_budget=1 .*each of the 2 feedback rounds"),
+        ({"preference_budget": -3}, r"preference_budget=-3 .*must be >= 0"),
+    ],
+)
+def test_bad_preference_budget_fails_before_training(tmp_path, changes, message):
+    with pytest.raises(RunError, match=message):
+        _bad(tmp_path, **changes)()
+    assert not (tmp_path / "bad").exists()  # nothing was started
+
+
+def test_preference_budget_needs_the_simulated_teacher(tmp_path):
+    rater = TeacherSource(RatingTeacher(Bins.equal_width(4, -320.0, 0.0)))
+    with pytest.raises(RunError, match="preference_budget=15 .*simulated teacher"):
+        train(MIXED, tmp_path / "bad", source=rater, progress=False)
+    assert not (tmp_path / "bad").exists()

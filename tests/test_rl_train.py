@@ -19,7 +19,7 @@ from ratingrl.feedback.io import load_rated, save_rated
 from ratingrl.feedback.rollouts import collect_episodes, random_policy, segment_episodes
 from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher
 from ratingrl.rl.online import Schedule, ScheduleError
-from ratingrl.rl.train import RunConfig, RunError, train
+from ratingrl.rl.train import RunConfig, RunError, _prepare_run_dir, train
 
 torch.set_num_threads(1)
 
@@ -163,6 +163,22 @@ def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
     (run / "config.json").write_text(json.dumps(replace(TINY, seed=5).to_dict()))
     with pytest.raises(RunError, match="another configuration.*seed"):
         train(TINY, run, resume=True, progress=False)
+
+
+def test_resume_fills_fields_newer_than_the_stored_config(tmp_path):
+    """A run started before a field existed resumes: it ran with what is now the default."""
+    run = tmp_path / "run"
+    run.mkdir()
+    old = TINY.to_dict()
+    del old["preference_budget"]  # config.json written before the field was added
+    (run / "config.json").write_text(json.dumps(old))
+    _prepare_run_dir(run, TINY, resume=True, overwrite=False)  # no error: 0 is the default
+    with pytest.raises(RunError, match="preference_budget: 0 -> 5"):
+        _prepare_run_dir(run, replace(TINY, preference_budget=5), resume=True, overwrite=False)
+    assert json.loads((run / "config.json").read_text()) == old  # resuming rewrites nothing
+    (run / "config.json").write_text(json.dumps({**old, "retired_field": 1}))
+    with pytest.raises(RunError, match="retired_field: 1 -> None"):
+        _prepare_run_dir(run, TINY, resume=True, overwrite=False)
 
 
 def test_schedules():

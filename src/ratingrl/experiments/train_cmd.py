@@ -7,6 +7,7 @@ field of :class:`ratingrl.rl.train.RunConfig`; the help strings say the same thi
     ratingrl train --env dmc/walker-walk --method r4 --mode offline --dataset rated.parquet --out r
     ratingrl train --env dmc/walker-walk --method rbrl --mode online --budget 100 --per-round 10
     ratingrl train --env dmc/cartpole-balance --algo ppo --method bt --budget 200 --out runs/bt
+    ratingrl train --env dmc/walker-walk --method r4 --budget 100 --preference-budget 100 --out m
     ratingrl train --resume runs/o
 """
 
@@ -57,6 +58,17 @@ def train_command(
     ] = None,
     budget: Annotated[int, typer.Option(help="online: total ratings")] = 100,
     per_round: Annotated[int, typer.Option(help="online: ratings per round")] = 10,
+    preference_budget: Annotated[
+        int,
+        typer.Option(
+            help="online: preference pairs asked for besides the ratings (rating methods only); "
+            "the reward learns from both, Bradley-Terry weighted by --preference-weight"
+        ),
+    ] = 0,
+    preference_weight: Annotated[
+        float,
+        typer.Option(help="weight of the Bradley-Terry loss when ratings and pairs are mixed"),
+    ] = 1.0,
     schedule: Annotated[str, typer.Option(help="online: r4 | interval | explicit")] = "r4",
     schedule_unit: Annotated[
         int, typer.Option(help="online: r4 gap unit or interval, in env steps")
@@ -157,8 +169,10 @@ def train_command(
                 buffer_size=buffer_size,
                 dataset=None if dataset is None else str(dataset),
                 preferences=None if preferences is None else str(preferences),
+                preference_weight=preference_weight,
                 budget=budget,
                 per_round=per_round,
+                preference_budget=preference_budget,
                 schedule=schedule,
                 schedule_unit=schedule_unit,
                 schedule_steps=_numbers(schedule_steps, "schedule-steps"),

@@ -12,6 +12,11 @@ trained on them (no label is lost to a crash), then the reward is updated -- the
 length grows with the labels, since an epoch is a pass over all of them -- the environment
 wrapper gets the new reward and SAC's whole replay buffer is relabelled.
 
+A run may ask for several kinds of feedback at once (ratings *and* preference pairs): each kind is
+a :class:`FeedbackChannel` (source, selector, store, queries per round). Every channel queries at
+the same rounds, from the same candidate windows, and one updater learns from every channel's
+labels. A run with one channel is the plain loop.
+
 If the source coarsens its rating scale mid-run (R4's dynamic classes), the stored ratings are
 remapped onto the new scale with the source's ``remap`` (see :func:`remap_hook`).
 
@@ -24,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -54,6 +59,7 @@ __all__ = [
     "Schedule",
     "r4_gaps",
     "FeedbackStore",
+    "FeedbackChannel",
     "RewardUpdater",
     "OnlineFeedback",
     "concat_rated",
@@ -131,6 +137,14 @@ class Schedule:
             raise ScheduleError(f"{budget} labels cannot fill {len(steps)} rounds")
         base, extra = divmod(budget, len(steps))
         return cls(tuple(steps), tuple(base + (i < extra) for i in range(len(steps))))
+
+    def share(self, budget: int) -> Schedule:
+        """The same rounds asking ``budget`` queries in all, as evenly as possible.
+
+        Earlier rounds get the remainder. A second kind of feedback (pairs beside ratings) uses
+        this, so both kinds arrive together and every reward update sees both.
+        """
+        return Schedule.explicit(self.steps, budget)
 
     def check_fits(self, total_steps: int, not_before: int = 0) -> None:
         """Raise unless every round falls inside ``[not_before, total_steps)``."""
@@ -212,9 +226,10 @@ def _rescale(stored: RatedSegments, new: RatedSegments, remap: RemapFn | None):
 class FeedbackStore:
     """Every label collected in a run, on disk after each arrival (one atomic Parquet write).
 
-    Labels are ratings or preference pairs (one kind per run). ``rounds_done`` travels in the
-    file's metadata, so a resumed run neither repeats a round nor forgets one. ``remap`` carries
-    stored ratings over when the source's rating scale changes (see :func:`remap_hook`).
+    Labels are ratings or preference pairs (one kind per store: a run mixing both has two).
+    ``rounds_done`` travels in the file's metadata, so a resumed run neither repeats a round nor
+    forgets one. ``remap`` carries stored ratings over when the source's rating scale changes
+    (see :func:`remap_hook`).
     """
 
     path: Path
@@ -264,28 +279,64 @@ class FeedbackStore:
         return cls(Path(path), data, rounds, dict(meta or {}), remap)
 
 
-RewardUpdater = Callable[[Labels, RewardEnsemble | None], tuple[RewardEnsemble, dict]]
-"""``(all labels, current model or None) -> (updated model, log row)``."""
+@dataclass
+class FeedbackChannel:
+    """One kind of feedback in a run: who answers, how queries are picked, where labels go.
+
+    ``counts[i]`` is how many queries the channel asks in round ``i`` of the loop's schedule
+    (a :meth:`Schedule.share` of its budget, or the schedule's own counts). Mixing kinds of
+    feedback is then a list of channels: the loop talks to each through the same
+    request/collect protocol and never asks which kind it is. ``name`` labels its log columns.
+    """
+
+    source: RatingSource | PreferenceSource
+    selector: QuerySelector
+    store: FeedbackStore
+    counts: tuple[int, ...]
+    name: str = "labels"
+
+    def due(self, steps: tuple[int, ...], num_timesteps: int) -> bool:
+        """Whether the channel's next round has come (each store keeps its own round count)."""
+        done = self.store.rounds_done
+        return done < len(steps) and num_timesteps >= steps[done]
+
+    def episode_based(self) -> bool:
+        """R4's stratified rule picks from every window; the others score a random subset."""
+        return isinstance(self.selector, StratifiedSelector)
+
+    def learnable(self) -> Labels | None:
+        """Every stored label if they can teach a reward yet, else None."""
+        data = self.store.data
+        return data if data is not None and _learnable(data) else None
+
+
+RewardUpdater = Callable[
+    [Sequence[Labels | None], RewardEnsemble | None], tuple[RewardEnsemble, dict]
+]
+"""``(labels of each channel, current model or None) -> (updated model, log row)``.
+
+A channel's entry is None while its labels cannot teach a reward yet (one rating class, fewer
+than two pairs); the loop calls the updater only when some entry is not None.
+"""
 
 
 class OnlineFeedback(BaseCallback):
-    """The online loop; every component is passed in (source, selector, updater, store).
+    """The online loop; every component is passed in (channels, updater, recorder).
 
-    The loop never asks what kind of feedback it handles: the selector's answer (``[k]``
+    The loop never asks what kind of feedback it handles: a selector's answer (``[k]``
     segment indices, or ``[k, 2]`` pair indices) becomes the source's query, and whatever the
-    source hands back goes to the store and the updater. So a rating teacher, a preference
-    teacher or the rating app plug in unchanged. ``reward_model`` is the current reward ensemble
-    (``self.model`` is SB3's algorithm).
+    source hands back goes to the channel's store and, with every other channel's labels, to
+    the updater. So a rating teacher, a preference teacher, both at once, or the rating app plug
+    in unchanged. ``schedule.steps`` time the rounds; each channel brings its per-round counts.
+    ``reward_model`` is the current reward ensemble (``self.model`` is SB3's algorithm).
     """
 
     def __init__(
         self,
         *,
         schedule: Schedule,
-        source: RatingSource | PreferenceSource,
-        selector: QuerySelector,
+        channels: Sequence[FeedbackChannel],
         updater: RewardUpdater,
-        store: FeedbackStore,
         recorder: EpisodeRecorder,
         reward_env: LearnedRewardVecEnv,
         horizon: int,
@@ -296,28 +347,29 @@ class OnlineFeedback(BaseCallback):
         on_update: Callable[[OnlineFeedback], None] | None = None,
     ) -> None:
         super().__init__()
-        self.schedule, self.source, self.selector = schedule, source, selector
-        self.updater, self.store, self.recorder = updater, store, recorder
+        _check_channels(schedule, channels)
+        self.schedule, self.channels = schedule, tuple(channels)
+        self.updater, self.recorder = updater, recorder
         self.reward_env, self.horizon, self.rng = reward_env, horizon, rng
         self.candidate_stride, self.candidate_factor = candidate_stride, candidate_factor
         self.reward_model = model
         self.on_update = on_update
-        self.trained_on = len(store) if model is not None else 0
+        self.trained_on = self.labels if model is not None else 0
         self.update_seconds = 0.0
+
+    @property
+    def labels(self) -> int:
+        """Labels stored so far, over every channel."""
+        return sum(len(c.store) for c in self.channels)
 
     # -- SB3 hooks -----------------------------------------------------------------------------
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
-        rounds = self.schedule.steps
-        while (
-            self.store.rounds_done < len(rounds)
-            and self.num_timesteps >= rounds[self.store.rounds_done]
-        ):
-            if not self._query(self.schedule.counts[self.store.rounds_done]):
+        while due := [c for c in self.channels if c.due(self.schedule.steps, self.num_timesteps)]:
+            if not self._query(due):
                 break  # not enough finished episodes yet: try again at the next rollout end
-            self.store.rounds_done += 1
         self.poll()
 
     # -- the loop ------------------------------------------------------------------------------
@@ -327,41 +379,48 @@ class OnlineFeedback(BaseCallback):
             return np.zeros((1, len(obs)))
         return self.reward_model.predict_returns(obs, acts)
 
-    def _query(self, k: int) -> bool:
+    def _query(self, due: list[FeedbackChannel]) -> bool:
+        """Ask every due channel its round's queries, all from the same candidate windows."""
         try:
-            candidates = self.recorder.segments(self.horizon, self.candidate_stride)
+            windows = self.recorder.segments(self.horizon, self.candidate_stride)
         except FeedbackError:
             return False
-        if len(candidates) < max(k, 2):
+        counts = [c.counts[c.store.rounds_done] for c in due]
+        if len(windows) < max(*counts, 2):
             return False
-        if not self._episode_based():
-            m = min(len(candidates), self.candidate_factor * k)
-            candidates = candidates.subset(np.sort(self.rng.choice(len(candidates), m, False)))
-        picked = np.asarray(self.selector.select(candidates, k, self.returns_fn, self.rng))
-        self.source.request(_queries(candidates, picked))
-        self.logger.record("feedback/requested", k)
+        for channel, k in zip(due, counts, strict=True):
+            candidates = windows
+            if not channel.episode_based():
+                m = min(len(windows), self.candidate_factor * k)
+                candidates = windows.subset(np.sort(self.rng.choice(len(windows), m, False)))
+            picked = np.asarray(channel.selector.select(candidates, k, self.returns_fn, self.rng))
+            channel.source.request(_queries(candidates, picked))
+            channel.store.rounds_done += 1
+        self.logger.record("feedback/requested", sum(counts))
+        self._record_each("requested", {c.name: k for c, k in zip(due, counts, strict=True)})
         return True
 
-    def _episode_based(self) -> bool:
-        return isinstance(self.selector, StratifiedSelector)
-
     def poll(self, timeout: float = 0.0) -> None:
-        """Store whatever ratings arrived; update the reward when there are new ones."""
-        labels = self.source.collect(timeout)
-        if labels is not None and len(labels):
-            remapped = self.store.remapped
-            self.store.add(labels)
-            if self.store.remapped > remapped:
-                self.logger.record("feedback/remapped", self.store.remapped)
-        if len(self.store) > self.trained_on:
+        """Store whatever labels arrived (each channel waits up to ``timeout`` s); update the
+        reward when there are new ones."""
+        for channel in self.channels:
+            labels = channel.source.collect(timeout)
+            if labels is not None and len(labels):
+                remapped = channel.store.remapped
+                channel.store.add(labels)
+                if channel.store.remapped > remapped:
+                    self.logger.record(
+                        "feedback/remapped", sum(c.store.remapped for c in self.channels)
+                    )
+        if self.labels > self.trained_on:
             self.update_reward()
 
     def update_reward(self) -> None:
         """Train on every label so far, swap the env's reward, relabel SAC's replay buffer."""
-        data = self.store.data
-        if data is None or not _learnable(data):
+        data = [c.learnable() for c in self.channels]
+        if all(d is None for d in data):
             self.logger.record("feedback/waiting_for_second_class", 1)
-            self.trained_on = len(self.store)  # retry when new labels arrive, not every step
+            self.trained_on = self.labels  # retry when new labels arrive, not every step
             return
         started = time.perf_counter()
         with warnings.catch_warnings():
@@ -370,19 +429,26 @@ class OnlineFeedback(BaseCallback):
                 self.reward_model, row = self.updater(data, self.reward_model)
             except TrainingError as err:  # e.g. R4's split holds one class: wait for labels
                 self.logger.record("reward_model/skipped", str(err)[:80])
-                self.trained_on = len(data)
+                self.trained_on = self.labels
                 return
-        self.trained_on = len(data)
+        self.trained_on = self.labels
         self.reward_env.reward_fn = self.reward_model.predict_rewards
         relabelled = self._relabel()
         self.update_seconds += time.perf_counter() - started
-        self.logger.record("feedback/labels", len(data))
-        self.logger.record("feedback/rounds", self.store.rounds_done)
+        self.logger.record("feedback/labels", self.labels)
+        self.logger.record("feedback/rounds", min(c.store.rounds_done for c in self.channels))
+        self._record_each("labels", {c.name: len(c.store) for c in self.channels})
         self.logger.record("reward_model/relabelled", relabelled)
         for key, value in row.items():
             self.logger.record(f"reward_model/{key}", value)
         if self.on_update is not None:
             self.on_update(self)
+
+    def _record_each(self, key: str, values: dict[str, int]) -> None:
+        """Per-channel columns (``feedback/labels_pairs``), only when there are several."""
+        if len(self.channels) > 1:
+            for name, value in values.items():
+                self.logger.record(f"feedback/{key}_{name}", value)
 
     def _relabel(self) -> int:
         buffer = getattr(self.model, "replay_buffer", None)  # self.model: the SB3 algorithm
@@ -391,6 +457,21 @@ class OnlineFeedback(BaseCallback):
         space = self.model.action_space
         box = space if isinstance(space, spaces.Box) else None
         return relabel_replay_buffer(buffer, self.reward_model.predict_rewards, box)
+
+
+def _check_channels(schedule: Schedule, channels: Sequence[FeedbackChannel]) -> None:
+    """Every channel needs a count for each round; names must tell their log columns apart."""
+    if not channels:
+        raise ScheduleError("the online loop needs at least one feedback channel")
+    for channel in channels:
+        if len(channel.counts) != len(schedule.steps) or min(channel.counts) < 1:
+            raise ScheduleError(
+                f"channel {channel.name!r} asks {channel.counts} queries but the schedule has "
+                f"{len(schedule.steps)} rounds: give each round a count >= 1"
+            )
+    names = [c.name for c in channels]
+    if len(set(names)) != len(names):
+        raise ScheduleError(f"feedback channels need distinct names, got {names}")
 
 
 def _queries(candidates: SegmentSet, picked: np.ndarray) -> SegmentSet | SegmentPairs:

@@ -6,7 +6,8 @@ SB3 algorithm; learn the reward (offline) or attach the online loop; learn the p
 periodic evaluation and checkpoints; write ``summary.json``.
 
 A run folder holds ``config.json``, ``feedback.parquet`` (online labels, written as they
-arrive), ``reward_model.pt``, ``checkpoint/`` (resume point), ``policy.zip``,
+arrive), ``feedback_pairs.parquet`` (online preference pairs asked for besides ratings, with
+``preference_budget``), ``reward_model.pt``, ``checkpoint/`` (resume point), ``policy.zip``,
 ``progress*.csv`` (one per start), ``tb/`` (when tensorboard is installed) and ``summary.json``.
 """
 
@@ -16,6 +17,7 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from ratingrl.feedback.envs import make_env
 from ratingrl.feedback.io import atomic_write_bytes, load_preferences, load_rated
 from ratingrl.feedback.preference_source import PreferenceSource, PreferenceTeacherSource
 from ratingrl.feedback.queries import PAIR_SELECTORS, SELECTORS, PairSelector, make_selector
-from ratingrl.feedback.segments import RatedSegments
+from ratingrl.feedback.segments import PreferencePairs, RatedSegments
 from ratingrl.feedback.sources import RatingSource, TeacherSource
 from ratingrl.feedback.teachers import (
     Bins,
@@ -53,11 +55,13 @@ from ratingrl.rl.checkpoint import find_checkpoint, load_state, rng_state, save_
 from ratingrl.rl.entropy import StateEntropyReward
 from ratingrl.rl.evaluation import LearnedEpisodeReturns, PeriodicEvaluation, evaluate
 from ratingrl.rl.online import (
+    FeedbackChannel,
     FeedbackStore,
     Labels,
     OnlineFeedback,
     RewardUpdater,
     Schedule,
+    ScheduleError,
     remap_hook,
 )
 from ratingrl.rl.relabel import PPORolloutScorer
@@ -108,6 +112,11 @@ class RunConfig:
     preference_weight: float = _f(1.0, "weight of the Bradley-Terry loss in mixed training")
     budget: int = _f(100, "online: total ratings to ask for")
     per_round: int = _f(10, "online: ratings asked per round")
+    preference_budget: int = _f(
+        0,
+        "online: preference pairs asked for besides the ratings (rating methods only); the "
+        "reward learns from both, Bradley-Terry weighted by --preference-weight",
+    )
     schedule: str = _f("r4", "online: r4 (gaps 1,1,2,3,3,3,4.. x unit) | interval | explicit")
     schedule_unit: int = _f(10_000, "online: r4 gap unit, or the interval between rounds")
     schedule_steps: tuple[int, ...] = _f((), "online: explicit env steps of the rounds")
@@ -169,6 +178,7 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise RunError(message)
+        self._validate_preference_budget()
         if self.method == "oracle":
             return
         if self.mode == "offline":
@@ -195,6 +205,36 @@ class RunConfig:
                 )
             if self.dataset is not None or self.preferences is not None:
                 raise RunError("online runs collect their own labels: drop --dataset")
+
+    def _validate_preference_budget(self) -> None:
+        """Pairs beside ratings: online, a rating method, and at least one pair every round.
+
+        A round without pairs would train on ratings alone there, so a budget smaller than the
+        rounds is refused rather than silently spread thin.
+        """
+        n = self.preference_budget
+        if n == 0:
+            return
+        name = f"preference_budget={n} (--preference-budget)"
+        if n < 0:
+            raise RunError(f"{name} must be >= 0")
+        if self.mode != "online" or self.method == "oracle":
+            raise RunError(
+                f"{name} asks for pairs during an online run; mode {self.mode!r} with method "
+                f"{self.method!r} asks for none (offline: mix with --preferences instead)"
+            )
+        if self.method == "bt":
+            raise RunError(
+                f"{name} asks for pairs besides ratings, but method 'bt' learns from pairs alone "
+                "(its budget is --budget): choose a rating method (r4, rbrl, multitask, "
+                "regression) or set it to 0"
+            )
+        rounds = _round_count(self)
+        if rounds is not None and n < rounds:
+            raise RunError(
+                f"{name} cannot give each of the {rounds} feedback rounds a pair: ask for at "
+                f"least {rounds} pairs, or fewer rounds (--budget / --per-round)"
+            )
 
 
 # -- checks before training ------------------------------------------------------------------
@@ -228,15 +268,26 @@ def _load_offline(config: RunConfig, dims: tuple[int, int]):
     return rated, pairs
 
 
-def _schedule(config: RunConfig) -> Schedule:
+def _build_schedule(config: RunConfig) -> Schedule:
     if config.schedule == "r4":
-        schedule = Schedule.r4(config.budget, config.per_round, config.schedule_unit)
-    elif config.schedule == "interval":
-        schedule = Schedule.interval(config.budget, config.per_round, config.schedule_unit)
-    else:
-        schedule = Schedule.explicit(tuple(config.schedule_steps), config.budget)
+        return Schedule.r4(config.budget, config.per_round, config.schedule_unit)
+    if config.schedule == "interval":
+        return Schedule.interval(config.budget, config.per_round, config.schedule_unit)
+    return Schedule.explicit(tuple(config.schedule_steps), config.budget)
+
+
+def _schedule(config: RunConfig) -> Schedule:
+    schedule = _build_schedule(config)
     schedule.check_fits(config.total_steps, config.pretrain_steps)
     return schedule
+
+
+def _round_count(config: RunConfig) -> int | None:
+    """Feedback rounds of the run, or None when the schedule is invalid (reported later)."""
+    try:
+        return len(_build_schedule(config).steps)
+    except ScheduleError:
+        return None
 
 
 def _teacher_source(config: RunConfig) -> TeacherSource | PreferenceTeacherSource:
@@ -264,9 +315,58 @@ def _teacher_source(config: RunConfig) -> TeacherSource | PreferenceTeacherSourc
 
 def _selector(config: RunConfig, source):
     if config.method == "bt":
-        return PairSelector("entropy" if config.selector == "auto" else config.selector)
+        return PairSelector(_pair_rule(config))
     name = "stratified" if config.selector == "auto" else config.selector
     return make_selector(name, source.scale.n)
+
+
+def _pair_rule(config: RunConfig) -> str:
+    """How pairs are picked: --selector when it can pick pairs, else entropy (B-Pref's best)."""
+    return config.selector if config.selector in PAIR_SELECTORS else "entropy"
+
+
+def _channels(
+    config: RunConfig, source: RatingSource | PreferenceSource, schedule: Schedule, run_dir: Path
+) -> list[FeedbackChannel]:
+    """The run's kinds of feedback: the method's own, plus pairs when preference_budget > 0.
+
+    The pairs' teacher is the B-Pref oracle with ``label_noise`` as its mistake rate, on its own
+    random stream (seed + 3), so adding pairs leaves the rating teacher's answers unchanged.
+    """
+    meta = {"env_id": config.env_id}
+    store = FeedbackStore.load(run_dir / "feedback.parquet", meta, remap_hook(source))
+    name = "pairs" if config.method == "bt" else "ratings"
+    channels = [FeedbackChannel(source, _selector(config, source), store, schedule.counts, name)]
+    if config.preference_budget > 0:
+        teacher = PreferenceTeacher(mistake=config.label_noise)
+        pair_source = PreferenceTeacherSource(teacher, np.random.default_rng(config.seed + 3))
+        pairs = FeedbackStore.load(run_dir / "feedback_pairs.parquet", meta)
+        counts = schedule.share(config.preference_budget).counts
+        channels.append(
+            FeedbackChannel(pair_source, PairSelector(_pair_rule(config)), pairs, counts, "pairs")
+        )
+    return channels
+
+
+def _source_rngs(channels: Sequence[FeedbackChannel]) -> list[np.random.Generator | None]:
+    """Each channel's source's random stream (None for a source without one, e.g. people)."""
+    rngs = [getattr(c.source, "rng", None) for c in channels]
+    return [r if isinstance(r, np.random.Generator) else None for r in rngs]
+
+
+def _restore_source_rngs(channels: Sequence[FeedbackChannel], state: dict) -> None:
+    """Put every source's stream back where the checkpoint left it (older ones: one stream)."""
+    saved = state.get("source_rngs", [state.get("source_rng")])
+    for rng, stream in zip(_source_rngs(channels), saved, strict=False):
+        if rng is not None and stream is not None:
+            rng.bit_generator.state = stream
+
+
+def _label_counts(data: Sequence[Labels | None]) -> dict[str, int]:
+    """The summary's label counts: ratings and pairs learned from, and both together."""
+    ratings = sum(len(d) for d in data if isinstance(d, RatedSegments))
+    pairs = sum(len(d) for d in data if isinstance(d, PreferencePairs))
+    return {"labels_used": ratings + pairs, "ratings_used": ratings, "pairs_used": pairs}
 
 
 def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> None:
@@ -274,7 +374,7 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, overwrite: 
     if resume:
         if not stored.exists():
             raise RunError(f"{run_dir} is not a run folder (no config.json) to resume")
-        old = json.loads(stored.read_text())
+        old = _with_defaults(json.loads(stored.read_text()))
         new = config.to_dict()
         differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if differ:
@@ -287,6 +387,16 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool, overwrite: 
         if not stored.exists():
             raise RunError(f"{run_dir} is not a ratingrl run folder: refusing to delete it")
         shutil.rmtree(run_dir)
+
+
+def _with_defaults(stored: dict) -> dict:
+    """A stored config.json with every field it lacks set to that field's default.
+
+    A field added after a run was started is absent from its config.json; the run used what is
+    now the default, so resuming it must not count that as a changed configuration.
+    """
+    defaults = RunConfig().to_dict()
+    return {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
 
 
 # -- building blocks -------------------------------------------------------------------------
@@ -316,16 +426,35 @@ def _offline_reward(config: RunConfig, rated, pairs) -> tuple[RewardEnsemble, di
 
 
 def _updater(config: RunConfig) -> RewardUpdater:
+    """Train on every channel's labels: ratings and pairs together when both are learnable.
+
+    Ratings and pairs together go to :func:`train_mixed` (the rating method's loss plus
+    ``preference_weight`` x Bradley-Terry); either alone trains with its own method (pairs with
+    Bradley-Terry), e.g. while the ratings still hold one class. Warm-started from ``model``.
+    """
     method, trainer = method_config(config.method), _trainer_config(config)
 
-    def update(data: Labels, model: RewardEnsemble | None):
-        result = train_reward_model(
-            data, method, replace(trainer, seed=trainer.seed + len(data)), model=model
-        )
+    def update(labels: Sequence[Labels | None], model: RewardEnsemble | None):
+        ratings = next((d for d in labels if isinstance(d, RatedSegments)), None)
+        pairs = next((d for d in labels if isinstance(d, PreferencePairs)), None)
+        n = sum(len(d) for d in (ratings, pairs) if d is not None)
+        seeded = replace(trainer, seed=trainer.seed + n)
+        mixed = {}
+        if ratings is not None and pairs is not None:
+            weight = config.preference_weight
+            result = train_mixed(
+                ratings, pairs, method, seeded, preference_weight=weight, model=model
+            )
+            mixed = {"ratings": len(ratings), "pairs": len(pairs)}
+        elif ratings is not None:
+            result = train_reward_model(ratings, method, seeded, model=model)
+        else:
+            result = train_reward_model(pairs, method_config("bt"), seeded, model=model)
         return result.model, {
             "val_score": result.best_val_score,
             "epochs": len(result.history),
             "loss": result.history[-1]["loss"],
+            **mixed,
         }
 
     return update
@@ -411,7 +540,9 @@ def train(
     """Train a policy as ``config`` says, in ``run_dir``; returns (and writes) the summary.
 
     ``source`` replaces the simulated teacher of online runs (e.g. the rating app's source; a
-    :class:`~ratingrl.feedback.preference_source.PreferenceSource` for ``method="bt"``).
+    :class:`~ratingrl.feedback.preference_source.PreferenceSource` for ``method="bt"``). The
+    pairs of ``preference_budget`` always come from the simulated teacher, so they cannot be
+    combined with a ``source``.
     ``resume`` continues the run in ``run_dir`` from its last checkpoint, keeping every label.
     ``overwrite`` replaces an existing run folder; ``progress`` shows a rich progress bar.
     """
@@ -425,6 +556,12 @@ def train(
     schedule = _schedule(config) if online else None
     if online and source is None:
         source = _teacher_source(config)
+    elif online and config.preference_budget > 0:
+        raise RunError(
+            f"preference_budget={config.preference_budget} (--preference-budget): its pairs "
+            "come from the simulated teacher and would be mixed with your source's labels; "
+            "set it to 0 with a source of your own (e.g. --ratings-db)"
+        )
     _prepare_run_dir(run_dir, config, resume, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -480,27 +617,21 @@ def train(
     query_rng = np.random.default_rng(config.seed + 2)
     if "query_rng" in state:
         query_rng.bit_generator.state = state["query_rng"]
-    source_rng = getattr(source, "rng", None)
-    source_rng = source_rng if isinstance(source_rng, np.random.Generator) else None
-    if source_rng is not None and state.get("source_rng") is not None:
-        source_rng.bit_generator.state = state["source_rng"]
 
     loop: OnlineFeedback | None = None
+    channels: list[FeedbackChannel] = []
     if online:
-        store = FeedbackStore.load(
-            run_dir / "feedback.parquet", {"env_id": config.env_id}, remap_hook(source)
-        )
+        channels = _channels(config, source, schedule, run_dir)
+        _restore_source_rngs(channels, state)
         teacher = getattr(source, "teacher", None)
         if isinstance(teacher, DynamicRatingTeacher) and resume:
             # every stored label came from this teacher: it has rated at least that many
-            teacher.rated = max(teacher.rated, len(store), int(state.get("teacher_rated", 0)))
-        selector = _selector(config, source)
+            rated = len(channels[0].store)
+            teacher.rated = max(teacher.rated, rated, int(state.get("teacher_rated", 0)))
         loop = OnlineFeedback(
             schedule=schedule,
-            source=source,
-            selector=selector,
+            channels=channels,
             updater=_updater(config),
-            store=store,
             recorder=recorder,
             reward_env=reward_env,
             horizon=config.horizon,
@@ -525,7 +656,9 @@ def train(
             {
                 "rng": rng_state(),
                 "query_rng": query_rng.bit_generator.state,
-                "source_rng": None if source_rng is None else source_rng.bit_generator.state,
+                "source_rngs": [
+                    None if r is None else r.bit_generator.state for r in _source_rngs(channels)
+                ],
                 "teacher_rated": getattr(getattr(source, "teacher", None), "rated", 0),
                 "recorder": recorder.state(),
                 "eval_history": history,
@@ -552,7 +685,7 @@ def train(
 
     def status() -> str:
         last = history[-1] if history else None
-        labels = len(loop.store) if loop is not None else (len(rated) if rated is not None else 0)
+        labels = loop.labels if loop is not None else (len(rated) if rated is not None else 0)
         true = f"{last['true_return']['mean']:.1f}" if last else "-"
         learned = last["learned_return"]["mean"] if last and last["learned_return"] else None
         learned = "-" if learned is None else f"{learned:.1f}"
@@ -579,7 +712,7 @@ def train(
         if defer:
             callbacks.insert(1 if loop is not None else 0, PPORolloutScorer(reward_env))
         learn_start, learn_cpu = time.perf_counter(), time.process_time()
-        if loop is not None and len(loop.store) > loop.trained_on:
+        if loop is not None and loop.labels > loop.trained_on:
             # labels that arrived after the last checkpoint: train on them before going on
             loop.init_callback(algo)
             loop.update_reward()
@@ -613,9 +746,7 @@ def train(
         "true_return_final": final["true_return"],
         "true_return_best": best["true_return"],
         "learned_return_final": final["learned_return"],
-        "labels_used": len(loop.store)
-        if loop is not None
-        else (len(rated or []) + len(pairs or [])),
+        **_label_counts([c.store.data for c in channels] if online else [rated, pairs]),
         "env_steps": int(algo.num_timesteps),
         "wall_time_s": wall_before + time.perf_counter() - session_start,
         "env_steps_per_s": trained / busy if trained > 0 and busy > 0 else None,
