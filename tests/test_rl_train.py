@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from ratingrl.feedback.io import load_rated, save_rated
+from ratingrl.feedback.io import load_preferences, load_rated, save_rated
 from ratingrl.feedback.rollouts import collect_episodes, random_policy, segment_episodes
 from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher
 from ratingrl.rl.online import Schedule, ScheduleError
@@ -199,20 +200,29 @@ train(config, sys.argv[2], resume=sys.argv[3] == "1", progress=False)
 """
 
 
+def _kill_when(config: RunConfig, run: Path, ready: Callable[[], bool]) -> None:
+    """Start ``config`` in a child process and ``kill -9`` it as soon as ``ready()`` holds."""
+    cmd = [sys.executable, "-c", _CHILD, json.dumps(config.to_dict()), str(run)]
+    child = subprocess.Popen([*cmd, "0"], env={**os.environ, "PYTHONHASHSEED": "0"})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and child.poll() is None:
+            if ready():
+                break
+            time.sleep(0.05)
+        assert child.poll() is None, "the run ended before it could be killed"
+        assert ready(), "the run did not reach the point to kill it at in 120 s"
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+
+
 def test_resume_after_kill_keeps_every_label(tmp_path):
     config = replace(TINY, total_steps=1500, budget=40, schedule_unit=300, eval_every=1000)
     run = tmp_path / "run"
-    cmd = [sys.executable, "-c", _CHILD, json.dumps(config.to_dict()), str(run)]
-    child = subprocess.Popen([*cmd, "0"], env={**os.environ, "PYTHONHASHSEED": "0"})
     feedback = run / "feedback.parquet"
-    deadline = time.time() + 120
-    while time.time() < deadline and child.poll() is None:
-        if feedback.exists() and len(load_rated(feedback)) >= 20:
-            break
-        time.sleep(0.05)
-    assert child.poll() is None, "the run ended before it could be killed"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    _kill_when(config, run, lambda: feedback.exists() and len(load_rated(feedback)) >= 20)
     before = load_rated(feedback)
     assert not (run / "summary.json").exists()
     summary = train(config, run, resume=True, progress=False)
@@ -221,4 +231,29 @@ def test_resume_after_kill_keeps_every_label(tmp_path):
     np.testing.assert_array_equal(after.ratings[: len(before)], before.ratings)
     np.testing.assert_array_equal(after.segments.obs[: len(before)], before.segments.obs)
     assert summary["env_steps"] == 1500
+    assert (run / "progress.resume1.csv").exists() and (run / "progress.csv").exists()
+
+
+def test_bt_resume_after_kill_keeps_every_pair(tmp_path):
+    """kill -9 of an online preference (bt) run after its first round: no pair is lost."""
+    config = replace(
+        TINY, method="bt", total_steps=1500, budget=40, schedule_unit=300, eval_every=1000
+    )
+    run = tmp_path / "run"
+    feedback = run / "feedback.parquet"
+    _kill_when(config, run, lambda: feedback.exists() and len(load_preferences(feedback)) >= 10)
+    before = load_preferences(feedback)
+    assert 10 <= len(before) < 40 and not (run / "summary.json").exists()
+    summary = train(config, run, resume=True, progress=False)
+    after = load_preferences(feedback)
+    assert summary["labels_used"] == summary["pairs_used"] == 40 == len(after)
+    assert summary["ratings_used"] == 0 and after.source["rounds_done"] == 4
+    n = len(before)
+    np.testing.assert_array_equal(after.labels[:n], before.labels)
+    for side in ("first", "second"):
+        old, new = getattr(before, side), getattr(after, side)
+        np.testing.assert_array_equal(new.obs[:n], old.obs)
+        np.testing.assert_array_equal(new.acts[:n], old.acts)
+    assert summary["env_steps"] == 1500
+    assert json.loads((run / "summary.json").read_text())["labels_used"] == 40
     assert (run / "progress.resume1.csv").exists() and (run / "progress.csv").exists()
