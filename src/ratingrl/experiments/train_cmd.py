@@ -107,6 +107,13 @@ def train_command(
     n_steps: Annotated[int, typer.Option(help="PPO rollout length")] = 2048,
     reward_hidden: Annotated[str, typer.Option(help="reward net hidden layers")] = "256,256",
     reward_epochs: Annotated[int, typer.Option(help="max epochs per reward update")] = 50,
+    reward_val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="labels held out to pick the best epoch (default: 0.1 offline, 0 online: "
+            "each update trains --reward-epochs on all labels)"
+        ),
+    ] = None,
     ensemble_size: Annotated[int, typer.Option(help="reward ensemble members")] = 3,
     n_envs: Annotated[int, typer.Option(help="parallel environment copies")] = 1,
     buffer_size: Annotated[int, typer.Option(help="SAC replay buffer capacity")] = 1_000_000,
@@ -164,6 +171,7 @@ def train_command(
                 n_steps=n_steps,
                 reward_hidden=_numbers(reward_hidden, "reward-hidden"),
                 reward_epochs=reward_epochs,
+                reward_val_fraction=reward_val_fraction,
                 ensemble_size=ensemble_size,
                 n_envs=n_envs,
                 buffer_size=buffer_size,
