@@ -66,6 +66,15 @@ TRACKS: dict[str, Track] = {
         "--eval-episodes 5 --checkpoint-every 5000",
         flat=True,
     ),
+    # SAC long enough for the oracle to balance: 30k steps, 64x64 nets, batch 64; R4's online
+    # protocol (100 labels, 10 a round, gaps 1,1,2,3,3,3,4,4,4,5 x unit) squeezed into 30k steps.
+    "sac30k": Track(
+        ("dmc/cartpole-balance",),
+        "--algo sac --steps 30000 --net-arch 64,64 --batch-size 64 --learning-starts 1000 "
+        "--buffer-size 30000 --budget 100 --per-round 10 --schedule r4 --schedule-unit 900 "
+        "--reward-hidden 64,64 --reward-epochs 20 --eval-every 3000 --eval-episodes 5 "
+        "--checkpoint-every 10000",
+    ),
     # RbRL's walker protocol shortened to 300k steps: 1000 labels, 100 a round every 20k steps
     # (all in by 200k), on the two harder DMC tasks. SB3's PPO defaults (64x64).
     "ppo300k": Track(
