@@ -1,14 +1,32 @@
-"""Simulator states carried with segments: storage, rollouts and clips that show the robot."""
+"""Simulator states carried with segments: storage, rollouts, online queries (when the rating
+source wants them) and clips that show the robot."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+
 import numpy as np
 import pytest
+import torch
 
-from ratingrl.feedback.envs import make_env, set_physics_state
-from ratingrl.feedback.io import load_preferences, load_segments, save_preferences, save_segments
+from ratingrl.feedback.envs import dm_control_physics, make_env, set_physics_state
+from ratingrl.feedback.io import (
+    load_preferences,
+    load_rated,
+    load_segments,
+    save_preferences,
+    save_segments,
+)
 from ratingrl.feedback.rollouts import collect_episodes, random_policy, segment_episodes
 from ratingrl.feedback.segments import FeedbackError, PreferencePairs, SegmentSet
+from ratingrl.feedback.sources import TeacherSource
+from ratingrl.rl import train as train_module
+from ratingrl.rl.checkpoint import find_checkpoint, load_state
+from ratingrl.rl.train import train
+
+from .test_rl_train import TINY
+
+torch.set_num_threads(1)
 
 
 def _segments(n: int = 3, h: int = 4, with_states: bool = True) -> SegmentSet:
@@ -92,6 +110,94 @@ def test_recorded_states_reproduce_the_observations(env_id):
         env.close()
     segments = segment_episodes([episode], horizon=4, stride=4)
     np.testing.assert_array_equal(segments.states[1], episode.states[4:8])
+
+
+def observation_in(env, state: np.ndarray) -> np.ndarray:
+    """The observation ``env`` (DMC or Gymnasium MuJoCo) gives in simulator state ``state``."""
+    import gymnasium as gym
+
+    set_physics_state(env, state)
+    unwrapped = env.unwrapped
+    if dm_control_physics(env) is None:
+        return unwrapped._get_obs()
+    raw = unwrapped._env.task.get_observation(unwrapped._env.physics)
+    return gym.spaces.flatten(unwrapped.observation_space, raw)
+
+
+@dataclass
+class StateHungrySource:
+    """A simulated teacher that asks for states (as the app does) and keeps every query."""
+
+    inner: TeacherSource
+    wants_states: bool = True
+    queries: list[SegmentSet] = field(default_factory=list)
+
+    @property
+    def scale(self):
+        return self.inner.scale
+
+    def request(self, segments: SegmentSet) -> None:
+        self.queries.append(segments)
+        self.inner.request(segments)
+
+    def collect(self, timeout: float = 0.0):
+        return self.inner.collect(timeout)
+
+
+# Online SAC on cartpole: 20-step episodes, one 20-step window each (so every query starts an
+# episode, and every episode but the first starts right after SB3's same-step autoreset).
+DMC_ONLINE = replace(
+    TINY,
+    env_id="dmc/cartpole-balance",
+    rating_range=None,
+    total_steps=300,
+    max_episode_steps=20,
+    horizon=20,
+    candidate_episodes=8,
+    budget=6,
+    per_round=6,
+    eval_episodes=1,
+)
+
+
+def _recorded_episodes(run):
+    """The training episodes the run's last checkpoint kept (the query candidates)."""
+    episodes = load_state(find_checkpoint(run))["recorder"]["episodes"]
+    assert episodes, "the run recorded no finished episode"
+    return episodes
+
+
+def test_the_simulated_teacher_costs_no_state_recording(tmp_path):
+    run = tmp_path / "run"
+    train(DMC_ONLINE, run, progress=False)
+    assert all(ep.states is None for ep in _recorded_episodes(run))
+    assert load_rated(run / "feedback.parquet").segments.states is None
+
+
+def test_online_queries_carry_states_when_the_source_wants_them(tmp_path):
+    """Every query's states reproduce its observations, also right after SB3's autoresets."""
+    run = tmp_path / "run"
+    spy = StateHungrySource(train_module._teacher_source(DMC_ONLINE))
+    train(DMC_ONLINE, run, source=spy, progress=False)
+    assert all(ep.states is not None for ep in _recorded_episodes(run))  # checkpoints keep them
+    (queries,) = spy.queries
+    assert queries.states is not None and queries.states.shape == (6, 20, 4)
+    assert (queries.episode_id >= 1).all() and (queries.start == 0).all()  # after autoresets
+    env = make_env("dmc/cartpole-balance")
+    env.reset(seed=99)  # a different start: only the set state can reproduce the observations
+    try:
+        for i in range(len(queries)):
+            for t in range(queries.horizon):
+                np.testing.assert_allclose(
+                    observation_in(env, queries.states[i, t]),
+                    queries.obs[i, t],
+                    atol=1e-5,
+                    err_msg=f"query {i}, step {t}",
+                )
+    finally:
+        env.close()
+    rated = load_rated(run / "feedback.parquet").segments  # the run's dataset keeps them too
+    np.testing.assert_array_equal(rated.states, queries.states)
 
 
 def test_set_state_names_the_expected_shape():

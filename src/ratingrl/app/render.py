@@ -13,7 +13,9 @@ exactly the recorded states and not a drifting re-simulation. Where the states c
   is detected once per env by comparing a reset observation with the simulator's state;
 * otherwise (DeepMind Control observations do not contain the state), the clip is an honest
   approximation: a bar chart of the observation and action vectors per step. Record states
-  (``collect_episodes(record_states=True)``) to see the robot.
+  to see the robot: pools do (``collect_episodes(record_states=True)``), and so does online
+  training when it asks the app for ratings (:class:`~ratingrl.app.source.AppRatingSource`
+  wants states, so the loop's episode recorder keeps them).
 
 Rendering runs on one worker thread that owns the environments, because an OpenGL (EGL/OSMesa)
 context belongs to the thread that made it. Shadows and reflections are switched off: they cost

@@ -30,13 +30,17 @@ class AppRatingSource:
     """Queue segments in the app's database and collect what raters answer.
 
     ``project`` names the project (None: the database's only project). ``poll_interval`` is how
-    often the database is read while waiting in :meth:`collect`.
+    often the database is read while waiting in :meth:`collect`. ``wants_states`` asks the
+    training loop to record simulator states, so clips of live queries replay the real robot
+    (DeepMind Control observations do not determine the pose; without states a clip is a bar
+    chart); False saves the per-step cost of recording them.
     """
 
     db_url: str
     project: str | None = None
     poll_interval: float = 0.25
     tag: str = field(default_factory=lambda: f"source-{secrets.token_hex(6)}")
+    wants_states: bool = True
     _cursor: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -59,7 +63,11 @@ class AppRatingSource:
         priority: np.ndarray | float = 0.0,
         states: np.ndarray | None = None,
     ) -> None:
-        """Publish ``segments`` to the rating queue (higher ``priority`` is shown first)."""
+        """Publish ``segments`` to the rating queue (higher ``priority`` is shown first).
+
+        Their simulator states (``states``, else ``segments.states``) are stored with them: the
+        clips replay those. The online loop records them because :attr:`wants_states` is set.
+        """
         if len(segments) == 0:
             raise FeedbackError("request() needs at least one segment")
         with self._sessions() as session:

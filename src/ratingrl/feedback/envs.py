@@ -39,6 +39,7 @@ __all__ = [
     "has_physics_state",
     "get_physics_state",
     "set_physics_state",
+    "PhysicsStateWrapper",
 ]
 
 DMC_PREFIX = "dmc/"
@@ -149,3 +150,16 @@ def set_physics_state(env: gym.Env, state: np.ndarray) -> None:
     if state.shape != (nq + nv,):
         raise EnvError(f"state has shape {state.shape}, this env needs ({nq + nv},) = nq + nv")
     unwrapped.set_state(state[:nq], state[nq:])  # Gymnasium runs mj_forward here
+
+
+class PhysicsStateWrapper(gym.Wrapper):
+    """Give an env a ``physics_state()`` method: :func:`get_physics_state` of the env it wraps.
+
+    A free function cannot be called inside a vector env's workers, a method can: with this
+    wrapper on each sub-env, ``venv.env_method("physics_state")`` reads every sub-env's simulator
+    state through SB3's public API, in-process (``DummyVecEnv``) or not (``SubprocVecEnv``).
+    Steps and resets pass through untouched, so wrapping costs nothing until the method is called.
+    """
+
+    def physics_state(self) -> np.ndarray:
+        return get_physics_state(self.env)

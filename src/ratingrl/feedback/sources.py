@@ -4,6 +4,10 @@ A :class:`RatingSource` is asked to rate some segments (``request``) and later h
 whatever ratings have arrived (``collect``). A simulated teacher answers at once; the rating app
 answers when people do. The online loop only ever sees this protocol, so swapping a teacher for
 real raters changes no training code.
+
+A source may also say it wants simulator states with its queries (an optional ``wants_states``
+attribute, read with :func:`wants_states`): the rating app does, to show people the real robot;
+a simulated teacher does not, and then the training loop does not pay for recording them.
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ import numpy as np
 from ratingrl.feedback.segments import FeedbackError, RatedSegments, RatingScale, SegmentSet
 from ratingrl.feedback.teachers import DynamicRatingTeacher, RatingTeacher
 
-__all__ = ["RatingSource", "TeacherSource"]
+__all__ = ["RatingSource", "TeacherSource", "wants_states"]
 
 
 @runtime_checkable
 class RatingSource(Protocol):
-    """Anything that can rate segments, now or later."""
+    """Anything that can rate segments, now or later.
+
+    Optional, and so not part of the protocol's checked members: ``wants_states: bool`` -- True
+    asks the training loop to send queries with simulator states (``SegmentSet.states``) where
+    the environment has them. Absent means False; see :func:`wants_states`.
+    """
 
     @property
     def scale(self) -> RatingScale:
@@ -36,6 +45,12 @@ class RatingSource(Protocol):
     def collect(self, timeout: float = 0.0) -> RatedSegments | None:
         """Ratings that arrived since the last call (waiting up to ``timeout`` s), or None."""
         ...
+
+
+def wants_states(source: object) -> bool:
+    """Whether ``source`` wants simulator states with its queries (``wants_states``, default
+    False): optional, so sources written before it, or that never show clips, need not say."""
+    return bool(getattr(source, "wants_states", False))
 
 
 @dataclass

@@ -17,10 +17,11 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3 import PPO, SAC
@@ -29,12 +30,12 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger, make_output_format
 
-from ratingrl.feedback.envs import make_env
+from ratingrl.feedback.envs import PhysicsStateWrapper, has_physics_state, make_env
 from ratingrl.feedback.io import atomic_write_bytes, load_preferences, load_rated
 from ratingrl.feedback.preference_source import PreferenceSource, PreferenceTeacherSource
 from ratingrl.feedback.queries import PAIR_SELECTORS, SELECTORS, PairSelector, make_selector
 from ratingrl.feedback.segments import PreferencePairs, RatedSegments
-from ratingrl.feedback.sources import RatingSource, TeacherSource
+from ratingrl.feedback.sources import RatingSource, TeacherSource, wants_states
 from ratingrl.feedback.teachers import (
     Bins,
     DynamicRatingTeacher,
@@ -358,6 +359,33 @@ def _channels(
     return channels
 
 
+def _records_states(config: RunConfig, channels: Sequence[FeedbackChannel]) -> bool:
+    """Whether training episodes keep simulator states: when some channel's source wants them
+    (people rate clips in the app) and the environment has them (MuJoCo: Gymnasium or DMC).
+    Otherwise nobody looks at them, and reading them every step would cost for nothing."""
+    if not any(wants_states(c.source) for c in channels):
+        return False
+    probe = make_env(config.env_id)
+    try:
+        return has_physics_state(probe)
+    finally:
+        probe.close()
+
+
+def _env_factory(config: RunConfig, record_states: bool) -> Callable[[], gym.Env]:
+    """Builds one training sub-env; with ``record_states`` its simulator state is readable
+    through ``env_method("physics_state")`` (what the episode recorder asks for)."""
+    kwargs = (
+        {} if config.max_episode_steps is None else {"max_episode_steps": config.max_episode_steps}
+    )
+
+    def build() -> gym.Env:
+        env = make_env(config.env_id, **kwargs)
+        return PhysicsStateWrapper(env) if record_states else env
+
+    return build
+
+
 def _source_rngs(channels: Sequence[FeedbackChannel]) -> list[np.random.Generator | None]:
     """Each channel's source's random stream (None for a source without one, e.g. people)."""
     rngs = [getattr(c.source, "rng", None) for c in channels]
@@ -585,7 +613,8 @@ def train(
     ``source`` replaces the simulated teacher of online runs (e.g. the rating app's source; a
     :class:`~ratingrl.feedback.preference_source.PreferenceSource` for ``method="bt"``). The
     pairs of ``preference_budget`` always come from the simulated teacher, so they cannot be
-    combined with a ``source``.
+    combined with a ``source``. A source that wants simulator states (``wants_states``, e.g.
+    the app's, whose clips replay them) gets queries carrying them, where the env has them.
     ``resume`` continues the run in ``run_dir`` from its last checkpoint, keeping every label.
     ``overwrite`` replaces an existing run folder; ``progress`` shows a rich progress bar.
     """
@@ -612,15 +641,24 @@ def train(
 
     checkpoint = find_checkpoint(run_dir) if resume else None
     state = load_state(checkpoint) if checkpoint else {}
-    env_kwargs = (
-        {} if config.max_episode_steps is None else {"max_episode_steps": config.max_episode_steps}
-    )
+    channels: list[FeedbackChannel] = []
+    if online:
+        channels = _channels(config, source, schedule, run_dir)
+        _restore_source_rngs(channels, state)
+        teacher = getattr(source, "teacher", None)
+        if isinstance(teacher, DynamicRatingTeacher) and resume:
+            # every stored label came from this teacher: it has rated at least that many
+            stored = len(channels[0].store)
+            teacher.rated = max(teacher.rated, stored, int(state.get("teacher_rated", 0)))
+    record_states = _records_states(config, channels)
     venv = make_vec_env(
-        lambda: make_env(config.env_id, **env_kwargs),
+        _env_factory(config, record_states),
         config.n_envs,
         seed=config.seed + state.get("starts", 0),
     )
-    recorder = EpisodeRecorder(config.n_envs, config.candidate_episodes)
+    recorder = EpisodeRecorder(
+        config.n_envs, config.candidate_episodes, record_states=record_states
+    )
     if "recorder" in state:
         recorder.load_state(state["recorder"])
     defer = config.algo == "ppo"
@@ -662,15 +700,7 @@ def train(
         query_rng.bit_generator.state = state["query_rng"]
 
     loop: OnlineFeedback | None = None
-    channels: list[FeedbackChannel] = []
     if online:
-        channels = _channels(config, source, schedule, run_dir)
-        _restore_source_rngs(channels, state)
-        teacher = getattr(source, "teacher", None)
-        if isinstance(teacher, DynamicRatingTeacher) and resume:
-            # every stored label came from this teacher: it has rated at least that many
-            rated = len(channels[0].store)
-            teacher.rated = max(teacher.rated, rated, int(state.get("teacher_rated", 0)))
         loop = OnlineFeedback(
             schedule=schedule,
             channels=channels,
