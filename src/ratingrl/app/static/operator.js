@@ -21,9 +21,18 @@
 
   async function load() {
     const box = document.getElementById("projects");
-    const response = await fetch("/api/operator/stats", { headers: { Authorization: "Bearer " + token } });
-    if (!response.ok) { document.getElementById("message").textContent = "Operator token refused (" + response.status + ")."; return; }
+    const message = document.getElementById("message");
+    let response;
+    try {
+      response = await fetch("/api/operator/stats", { headers: { Authorization: "Bearer " + token } });
+    } catch (e) { message.textContent = "Could not reach the server."; return; }
+    if (!response.ok) {
+      message.textContent = response.status === 401 ? "Operator token refused (401)."
+        : "Could not load the statistics (" + response.status + ").";
+      return;
+    }
     const data = await response.json();
+    message.textContent = ""; // an earlier failure is over
     box.replaceChildren();
     for (const p of data.projects) {
       box.appendChild(el("h2", p.project + " (" + p.env_id + ")"));
