@@ -259,6 +259,35 @@ def plot(result: dict, env: str, out: Path) -> Path | None:
     return plot_curves(curves, out, title=title)
 
 
+def markdown(result: dict, env: str) -> str:
+    """The docs table of one environment: returns, recovery and overhead per method."""
+
+    def ms(stat: dict | None, digits: int = 2) -> str:
+        if not stat:
+            return "-"
+        if len(stat["values"]) == 1:
+            return f"{stat['mean']:.{digits}f}"
+        return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
+
+    rows = [
+        "| method | final true return (per seed) | recovery (final) | recovery (curve) "
+        "| overhead (CPU) | excl. updates | reward updates (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, row in result["envs"][env]["summary"].items():
+        if not row["seeds"]:
+            continue
+        finals = ", ".join(f"{x:.0f}" for x in row["true_return_final"])
+        updates = ", ".join(f"{x:.0f}" for x in row["reward_update_s"])
+        rows.append(
+            f"| {method} | {finals} | {ms(row['policy_recovery_final'])} "
+            f"| {ms(row['policy_recovery_curve_mean'])} "
+            f"| {ms(row['overhead_steps_per_cpu_s_ratio'])} "
+            f"| {ms(row['overhead_excluding_reward_updates'])} | {updates} |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--track", choices=sorted(TRACKS), required=True)
@@ -267,6 +296,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "policy_sweep")
     parser.add_argument("--report-only", action="store_true", help="only aggregate and plot")
+    parser.add_argument("--markdown", action="store_true", help="print the docs tables")
     args = parser.parse_args()
     methods = tuple(m for m in args.methods.split(",") if m)
     if "oracle" not in methods:
@@ -281,6 +311,9 @@ def main() -> None:
         name = "" if TRACKS[args.track].flat else "_" + env.replace("/", "_")
         figure = plot(result, env, ROOT / "docs" / "figures" / f"policy_{args.track}{name}.png")
         print(f"== {env} (figure: {figure})")
+        if args.markdown:
+            print(markdown(result, env))
+            continue
         for method, row in result["envs"][env]["summary"].items():
             print(method, json.dumps({k: v for k, v in row.items() if not k.startswith("env_")}))
     print(f"wrote {out}")
