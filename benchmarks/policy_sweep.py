@@ -108,15 +108,42 @@ def command(track: str, env: str, method: str, seed: int, run: Path) -> list[str
     return [*args, "--method", method, "--seed", str(seed), "--out", str(run), "--overwrite"]
 
 
-def run_all(track: str, seeds: int, jobs: int, runs_dir: Path, methods: tuple[str, ...]) -> None:
-    """Every (seed, env, method) run, seed-major so each seed's comparison completes early."""
-    queue = [(e, m, s) for s in range(seeds) for e in TRACKS[track].envs for m in methods]
+def _train_commands() -> list[str]:
+    """Command lines of every ``ratingrl train`` process on the machine (any sweep's)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = " ".join(a.decode(errors="replace") for a in args)
+        if " train " in line and "ratingrl" in line:
+            found.append(line)
+    return found
+
+
+def run_all(
+    track: str,
+    seeds: int,
+    jobs: int,
+    runs_dir: Path,
+    methods: tuple[str, ...],
+    envs: tuple[str, ...] | None = None,
+) -> None:
+    """Every (seed, env, method) run, seed-major so each seed's comparison completes early.
+
+    ``jobs`` caps the ``ratingrl train`` processes on the whole machine, so several sweeps
+    started side by side share the cores; a run another sweep is already training is skipped.
+    """
+    envs = envs or TRACKS[track].envs
+    queue = [(e, m, s) for s in range(seeds) for e in envs for m in methods]
     running: list[tuple[subprocess.Popen, str]] = []
     while queue or running:
-        while queue and len(running) < jobs:
+        others = _train_commands()
+        while queue and len(others) < jobs:
             env, method, seed = queue.pop(0)
             run = run_path(runs_dir, track, env, method, seed)
-            if (run / "summary.json").exists():
+            if (run / "summary.json").exists() or any(f" {run} " in f"{c} " for c in others):
                 continue
             run.parent.mkdir(parents=True, exist_ok=True)
             log = open(run.parent / f"{method}_s{seed}.log", "a")  # noqa: SIM115
@@ -124,7 +151,8 @@ def run_all(track: str, seeds: int, jobs: int, runs_dir: Path, methods: tuple[st
             print(" ".join(cmd), flush=True)
             env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
             running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env_vars), str(run)))
-        time.sleep(2)
+            others.append(" ".join(cmd))
+        time.sleep(5)
         for proc, name in list(running):
             if proc.poll() is not None:
                 print(f"{name}: exit {proc.returncode}", flush=True)
@@ -294,6 +322,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    parser.add_argument("--envs", default="", help="comma-separated subset of the track's envs")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "policy_sweep")
     parser.add_argument("--report-only", action="store_true", help="only aggregate and plot")
     parser.add_argument("--markdown", action="store_true", help="print the docs tables")
@@ -302,7 +331,8 @@ def main() -> None:
     if "oracle" not in methods:
         methods = ("oracle", *methods)  # every ratio needs the oracle of the same seed
     if not args.report_only:
-        run_all(args.track, args.seeds, args.jobs, args.runs_dir, methods)
+        envs = tuple(e for e in args.envs.split(",") if e) or None
+        run_all(args.track, args.seeds, args.jobs, args.runs_dir, methods, envs)
     result = report(args.track, args.seeds, args.runs_dir, methods)
     out = ROOT / "benchmarks" / "results" / f"policy_{args.track}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
