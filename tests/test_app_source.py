@@ -9,11 +9,15 @@ from typer.testing import CliRunner
 
 from ratingrl.app.agreement import krippendorff_alpha_ordinal, self_consistency
 from ratingrl.app.commands import app_cli
+from ratingrl.app.db import make_engine, make_sessionmaker
 from ratingrl.app.demo import DemoSpec, seed_demo, synthetic_segments
+from ratingrl.app.export import export_ratings
 from ratingrl.app.server import create_app
 from ratingrl.app.source import AppRatingSource
+from ratingrl.app.store import get_project
 from ratingrl.feedback.io import load_rated, save_segments
 from ratingrl.feedback.sources import RatingSource
+from ratingrl.rl.online import FeedbackStore
 
 NAN = np.nan
 
@@ -62,6 +66,56 @@ def test_app_rating_source_publishes_and_collects(tmp_path):
     np.testing.assert_allclose(rated.segments.obs, segments.obs[[1, 2]], rtol=1e-6)
     assert rated.rater.tolist() == ["alice", "alice"]
     assert source.collect(timeout=0) is None  # each rating is handed over once
+    source.close()
+
+
+def test_undo_after_collect_is_reported_once_and_undo_before_collect_never_arrives(tmp_path):
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    tokens = seed_demo(db, DemoSpec(n_segments=0, raters=("alice",), references=False))
+    source = AppRatingSource(db)
+    source.request(synthetic_segments(4, 10, 4, 2, seed=5))
+    client = TestClient(create_app(db, tmp_path / "clips", "operator-token"))
+    h = {"Authorization": f"Bearer {tokens['alice']}"}
+
+    def rate(value: int) -> str:
+        clip = client.get("/api/next", headers=h).json()["clip_id"]
+        answer = client.post("/api/ratings", json={"clip_id": clip, "rating": value}, headers=h)
+        return str(answer.json()["rating_id"])
+
+    def undo() -> None:
+        assert client.post("/api/undo", headers=h).json()["undone"]
+
+    kept, early = rate(1), rate(2)
+    undo()  # ``early`` is withdrawn before anyone collected it
+    first = source.collect(timeout=0)
+    assert first.label_id.tolist() == [kept] and first.ratings.tolist() == [1]
+    assert source.retracted() == [early]  # reported, but the loop never held it
+    store = FeedbackStore(tmp_path / "feedback.parquet")
+    store.add(first)
+    assert store.retract({early}) == 0
+    changed = rate(3)  # the same clip again: a new rating with a new id
+    assert changed != early
+    second = source.collect(timeout=0)
+    assert second.label_id.tolist() == [changed]
+    store.add(second)
+    undo()  # ``changed`` was collected already: withdrawn now
+    assert source.retracted() == [changed]
+    assert source.retracted() == []  # each withdrawal is reported once
+    assert store.retract({changed}) == 1
+    assert load_rated(store.path).label_id.tolist() == [kept]
+    # a skip carries no label: undoing it retracts nothing
+    clip = client.get("/api/next", headers=h).json()["clip_id"]
+    client.post("/api/ratings", json={"clip_id": clip, "skip": True}, headers=h)
+    undo()
+    assert source.retracted() == []
+    # a source made later (a resumed run) still hears of every withdrawal in the project
+    later = AppRatingSource(db)
+    assert later.retracted() == [early, changed]
+    later.close()
+    # the export leaves undone ratings out and names ratings the way the run does
+    with make_sessionmaker(make_engine(db))() as session:
+        export_ratings(session, get_project(session), tmp_path / "export.parquet")
+    assert load_rated(tmp_path / "export.parquet").label_id.tolist() == [kept]
     source.close()
 
 

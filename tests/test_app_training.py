@@ -5,7 +5,9 @@ queries carry simulator states, so people see the robot, not a bar chart."""
 
 from __future__ import annotations
 
+import csv
 import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -20,6 +22,7 @@ from ratingrl.app.render import bar_frames
 from ratingrl.app.server import create_app
 from ratingrl.app.source import AppRatingSource
 from ratingrl.feedback.io import load_rated
+from ratingrl.rl import train as train_module
 from ratingrl.rl.train import train
 
 from .test_rl_online import TINY
@@ -74,6 +77,115 @@ def test_online_training_collects_ratings_from_the_app(tmp_path):
     assert feedback.ratings.tolist() == answered[: len(feedback)]
     assert summary["labels_used"] == len(feedback)
     assert summary["env_steps"] >= 900
+
+
+def _stored_ids(path) -> list[str]:
+    """Label ids in the run's feedback file as the loop leaves it (atomic writes)."""
+    return load_rated(path).label_id.tolist() if path.exists() else []
+
+
+def _wait_for(condition, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _regretful_rater(
+    client: TestClient, token: str, feedback, stop: threading.Event, log: dict
+) -> None:
+    """Rates every clip; takes back the third rating once the run's reward has learned from it
+    (``log["updates"]``: the labels of each update) and waits until the run has dropped it,
+    then rates that clip again."""
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        while not stop.is_set():
+            clip = client.get("/api/next", headers=headers).json().get("clip_id")
+            if clip is None:
+                stop.wait(0.05)
+                continue
+            answer = client.post(
+                "/api/ratings",
+                json={"clip_id": clip, "rating": len(log["rated"]) % 4},
+                headers=headers,
+            )
+            log["rated"].append(str(answer.json()["rating_id"]))
+            if len(log["rated"]) == 3:
+                _take_back(client, headers, feedback, log["rated"][-1], log)
+    except Exception as err:  # the test reports it: a thread's exception would vanish
+        log["error"] = repr(err)
+
+
+def _take_back(client: TestClient, headers: dict, feedback, rating_id: str, log: dict) -> None:
+    """Undo ``rating_id`` once the reward learned from it; wait until the run has dropped it.
+
+    Waiting for the file alone would race: an undo between the loop's collect and its next
+    look at withdrawals removes the rating before any reward learned from it.
+    """
+    log["learned"] = _wait_for(lambda: any(rating_id in ids for ids in log["updates"]))
+    log["collected"] = rating_id in _stored_ids(feedback)
+    log["undo_ok"] = client.post("/api/undo", headers=headers).json()["undone"]
+    log["undone"] = rating_id
+    log["dropped"] = _wait_for(lambda: rating_id not in _stored_ids(feedback))
+
+
+def test_undo_after_collection_retracts_the_rating_from_the_run(tmp_path, monkeypatch):
+    db = f"sqlite:///{tmp_path / 'ratings.db'}"
+    spec = DemoSpec(
+        env_id="Pendulum-v1",
+        n_segments=0,
+        clip_length=TINY.horizon,
+        raters=("alice",),
+        references=False,
+    )
+    tokens = seed_demo(db, spec)
+    updates: list[list[str]] = []
+    real = train_module.train_reward_model
+
+    def spy(data, *args, **kwargs):  # the labels each reward update learns from
+        updates.append(data.label_id.tolist())
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_reward_model", spy)
+    feedback = tmp_path / "run" / "feedback.parquet"
+    client = TestClient(create_app(db, tmp_path / "clips", "operator-token"))
+    stop, log = threading.Event(), {"rated": [], "updates": updates}
+    person = threading.Thread(
+        target=_regretful_rater, args=(client, tokens["alice"], feedback, stop, log)
+    )
+    person.start()
+    source = AppRatingSource(db)
+    try:
+        config = replace(TINY, method="rbrl", total_steps=900, budget=20, per_round=10)
+        summary = train(config, tmp_path / "run", source=source, progress=False)
+    finally:
+        stop.set()
+        person.join(timeout=10)
+        source.close()
+    assert "error" not in log, log["error"]
+    assert all(log.get(k) for k in ("learned", "collected", "undo_ok", "dropped")), log
+    undone = log["undone"]
+    data = load_rated(feedback)
+    assert undone not in data.label_id.tolist()
+    assert len(set(data.label_id.tolist())) == len(data)
+    assert set(data.label_id.tolist()) <= set(log["rated"]) - {undone}
+    assert summary["labels_retracted"] == 1 == data.source["labels_retracted"]
+    assert summary["labels_used"] == len(data) >= 10
+    # the reward learned from the rating, then was trained again on the others without it
+    learned = next(i for i, ids in enumerate(updates) if undone in ids)
+    after = updates[learned + 1 :]
+    assert after and all(undone not in ids for ids in after)
+    assert after[0] == [i for i in updates[learned] if i != undone]  # one label fewer
+    assert updates[-1] == data.label_id.tolist()
+    with open(tmp_path / "run" / "progress.csv") as f:
+        retracted = [r["feedback/retracted"] for r in csv.DictReader(f)]
+    assert 1.0 in {float(v) for v in retracted if v}  # logged when it happened
+    # the app's export agrees: the undone rating is gone there too
+    with make_sessionmaker(make_engine(db))() as session:
+        export_ratings(session, store.get_project(session), tmp_path / "export.parquet")
+    assert undone not in load_rated(tmp_path / "export.parquet").label_id.tolist()
 
 
 def test_live_dmc_queries_reach_the_app_with_states_and_show_the_robot(tmp_path):

@@ -5,20 +5,35 @@ return of training episodes)."""
 from __future__ import annotations
 
 import csv
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.logger import Logger
 
 from ratingrl.feedback.io import load_preferences, load_rated, read_metadata
 from ratingrl.feedback.preference_source import PreferenceTeacherSource, SegmentPairs
-from ratingrl.feedback.segments import FeedbackError, PreferencePairs, RatedSegments, SegmentSet
-from ratingrl.feedback.sources import TeacherSource
+from ratingrl.feedback.queries import UniformSelector
+from ratingrl.feedback.segments import (
+    FeedbackError,
+    PreferencePairs,
+    RatedSegments,
+    RatingScale,
+    SegmentSet,
+)
+from ratingrl.feedback.sources import TeacherSource, retracted
 from ratingrl.feedback.teachers import Bins, DynamicRatingTeacher, PreferenceTeacher, RatingTeacher
 from ratingrl.rewards.metrics import pair_accuracy
 from ratingrl.rl import train as train_module
-from ratingrl.rl.online import FeedbackStore, Schedule, remap_hook
+from ratingrl.rl.online import (
+    FeedbackChannel,
+    FeedbackStore,
+    OnlineFeedback,
+    Schedule,
+    remap_hook,
+)
 from ratingrl.rl.train import RunError, train
 
 from .test_rl_train import TINY as TRAIN_TINY
@@ -276,3 +291,137 @@ def test_preference_budget_needs_the_simulated_teacher(tmp_path):
     with pytest.raises(RunError, match="preference_budget=15 .*simulated teacher"):
         train(MIXED, tmp_path / "bad", source=rater, progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def _rated(ratings: list[int], ids: list[str] | None, seed: int = 0) -> RatedSegments:
+    return RatedSegments(
+        _segments(len(ratings), seed=seed), np.array(ratings), RatingScale(3), {}, None, ids
+    )
+
+
+def test_store_retracts_labels_by_id_and_rewrites_its_file(tmp_path):
+    path = tmp_path / "f.parquet"
+    store = FeedbackStore(path, meta={"env_id": "X"}, rounds_done=2)
+    store.add(_rated([0, 1, 2], ["a", "b", "c"]))
+    store.add(_rated([2, 0], None, seed=1))  # a teacher's labels: no ids, never retracted
+    assert store.data.label_id.tolist() == ["a", "b", "c", None, None]
+    assert store.retract({"b", "never-collected"}) == 1
+    assert len(store) == 4 and store.retracted == 1
+    on_disk = load_rated(path)
+    assert on_disk.label_id.tolist() == ["a", "c", None, None]
+    np.testing.assert_array_equal(on_disk.ratings, [0, 2, 2, 0])
+    np.testing.assert_array_equal(on_disk.segments.obs[:2], _segments(3).obs[[0, 2]])
+    assert on_disk.source["labels_retracted"] == 1 and on_disk.source["rounds_done"] == 2
+    before = path.read_bytes()
+    assert store.retract({"b", "zzz"}) == 0 and store.retract(set()) == 0  # nothing held: no-op
+    assert path.read_bytes() == before
+    # what a resumed run sees: the withdrawn label stays gone and is still counted
+    resumed = FeedbackStore.load(path)
+    assert (len(resumed), resumed.retracted, resumed.rounds_done) == (4, 1, 2)
+    assert resumed.retract({"a", "c"}) == 2 and resumed.data.label_id.tolist() == [None, None]
+    assert FeedbackStore.load(path).retracted == 3
+    # stores that cannot hold ids ignore retractions
+    assert FeedbackStore(tmp_path / "none.parquet").retract({"a"}) == 0
+    pairs = FeedbackStore(tmp_path / "p.parquet")
+    segs = _segments(4)
+    pairs.add(PreferencePairs(segs.subset([0, 1]), segs.subset([2, 3]), np.array([0.0, 1.0])))
+    assert pairs.retract({"0", "1"}) == 0 and len(pairs) == 2
+
+
+def test_store_emptied_by_retractions_survives_a_reload(tmp_path):
+    store = FeedbackStore(tmp_path / "f.parquet")
+    store.add(_rated([0, 1], ["a", "b"]))
+    assert store.retract({"a", "b"}) == 2 and len(store) == 0
+    resumed = FeedbackStore.load(tmp_path / "f.parquet")
+    assert len(resumed) == 0 and resumed.retracted == 2
+    resumed.add(_rated([1], ["c"]))  # new labels join the empty set
+    assert load_rated(tmp_path / "f.parquet").label_id.tolist() == ["c"]
+
+
+@dataclass
+class _Person:
+    """A rating source whose answers and withdrawals the test decides."""
+
+    answers: list[RatedSegments] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+
+    @property
+    def scale(self) -> RatingScale:
+        return RatingScale(3)
+
+    def request(self, segments: SegmentSet) -> None:
+        pass
+
+    def collect(self, timeout: float = 0.0) -> RatedSegments | None:
+        return self.answers.pop(0) if self.answers else None
+
+    def retracted(self) -> list[str]:
+        out, self.withdrawn = self.withdrawn, []
+        return out
+
+
+def _loop(store: FeedbackStore, person: _Person, updates: list, model=None) -> OnlineFeedback:
+    """The online loop around ``person`` with a recording updater; nothing else runs."""
+
+    def updater(labels, current):
+        (data,) = labels
+        updates.append(list(data.label_id))
+        return SimpleNamespace(predict_rewards=None), {"loss": 0.0}
+
+    channel = FeedbackChannel(person, UniformSelector(), store, (1,), "ratings")
+    loop = OnlineFeedback(
+        schedule=Schedule.explicit((10**9,), 1),  # no round is ever due: the test feeds labels
+        channels=[channel],
+        updater=updater,
+        recorder=None,
+        reward_env=SimpleNamespace(reward_fn=None),
+        horizon=5,
+        rng=np.random.default_rng(0),
+        model=model,
+    )
+    loop.model = SimpleNamespace(logger=Logger(None, []))  # SB3's algorithm: only its logger
+    return loop
+
+
+def test_loop_retrains_the_reward_without_a_withdrawn_label(tmp_path):
+    person, updates = _Person(), []
+    store = FeedbackStore(tmp_path / "f.parquet")
+    loop = _loop(store, person, updates)
+    person.answers.append(_rated([0, 1, 2], ["a", "b", "c"]))
+    loop.poll()
+    assert updates == [["a", "b", "c"]]
+    person.withdrawn = ["b"]
+    loop.poll()  # no new label, one withdrawn: the reward is trained again on what remains
+    assert updates[-1] == ["a", "c"] and load_rated(store.path).label_id.tolist() == ["a", "c"]
+    logged = loop.logger.name_to_value
+    assert logged["feedback/retracted"] == 1 and logged["feedback/labels"] == 2
+    person.withdrawn = ["x"]  # undone before it was ever collected: nothing to do
+    loop.poll()
+    assert len(updates) == 2 and store.retracted == 1
+    # one out and one in at the same poll: the count is as before, the labels are not
+    person.withdrawn, person.answers = ["a"], [_rated([1], ["d"], seed=2)]
+    loop.poll()
+    assert updates[-1] == ["c", "d"] and loop.labels == 2 and loop.retracted == 2
+    loop.poll()
+    assert len(updates) == 3  # nothing changed since: no update
+
+
+def test_retractions_stored_before_a_crash_retrain_on_resume(tmp_path):
+    """A label withdrawn and removed from the file, then the process died before the reward
+    was updated: the resumed loop (model and counts from the older checkpoint) retrains."""
+    person, updates = _Person(), []
+    store = FeedbackStore(tmp_path / "f.parquet")
+    store.add(_rated([0, 1, 2], ["a", "b", "c"]))
+    store.retract({"c"})
+    resumed = FeedbackStore.load(tmp_path / "f.parquet")
+    loop = _loop(resumed, person, updates, model=SimpleNamespace(predict_rewards=None))
+    loop.trained_on, loop.trained_retracted = 3, 0  # the checkpoint's, from before the undo
+    assert loop.stale
+    loop.update_reward()
+    assert updates == [["a", "b"]] and not loop.stale
+
+
+def test_simulated_teachers_retract_nothing():
+    teacher = TeacherSource(RatingTeacher(Bins.equal_width(4, -5.0, 0.0)))
+    assert retracted(teacher) == frozenset()
+    assert retracted(_Person(withdrawn=["7"])) == frozenset({"7"})

@@ -151,3 +151,50 @@ def test_concat_keeps_rewards_and_states_and_checks_shapes():
     assert SegmentSet.concat([a, linear_segments(2)]).states is None  # not every set has them
     with pytest.raises(FeedbackError, match="segment set 1 have"):
         SegmentSet.concat([a, linear_segments(2, obs_dim=3)])
+
+
+def test_label_ids_round_trip_as_strings_and_bad_ones_are_named(tmp_path: Path):
+    seg = linear_segments(3)
+    data = RatedSegments(seg, np.array([0, 1, 0]), RatingScale(2), label_id=[7, "b", None])
+    assert data.label_id.tolist() == ["7", "b", None]  # a database's int ids become strings
+    save_rated(data, tmp_path / "ids.parquet")
+    back = load_rated(tmp_path / "ids.parquet")
+    assert back.label_id.tolist() == ["7", "b", None]
+    assert back.subset([2, 0]).label_id.tolist() == [None, "7"]
+    assert back.without_ids({"7", "unknown"}).label_id.tolist() == ["b", None]
+    with pytest.raises(FeedbackError, match=r"label_id\[1\] = '' must be a non-empty string"):
+        RatedSegments(seg, np.array([0, 1, 0]), RatingScale(2), label_id=["a", "", "c"])
+    with pytest.raises(FeedbackError, match=r"label_id\[0\] = 1.5 must be"):
+        RatedSegments(seg, np.array([0, 1, 0]), RatingScale(2), label_id=[1.5, "b", "c"])
+    with pytest.raises(FeedbackError, match=r"label_id has shape \(2,\), expected \(3,\)"):
+        RatedSegments(seg, np.array([0, 1, 0]), RatingScale(2), label_id=["a", "b"])
+
+
+def test_files_without_label_ids_still_load(tmp_path: Path):
+    """A dataset written before label ids existed: same metadata, no ``label_id`` column."""
+    path = tmp_path / "old.parquet"
+    rater = np.array(["ann", "bob", "ann"], dtype=object)
+    save_rated(
+        RatedSegments(
+            linear_segments(3), np.array([0, 1, 0]), RatingScale(2), {}, rater, [1, 2, 3]
+        ),
+        path,
+    )
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["label_id"]), path)  # keeps the schema metadata
+    assert "label_id" not in pq.read_schema(path).names
+    back = load_rated(path)
+    assert back.label_id is None and back.rater.tolist() == ["ann", "bob", "ann"]
+    assert back.without_ids({"1"}) is back  # nothing can be named, nothing is dropped
+    np.testing.assert_array_equal(back.ratings, [0, 1, 0])
+
+
+def test_an_emptied_rated_set_saves_and_loads(tmp_path: Path):
+    """Every label withdrawn: the file still holds the scale and the metadata."""
+    data = RatedSegments(linear_segments(2), np.array([0, 1]), RatingScale(2), label_id=["a", "b"])
+    empty = data.without_ids({"a", "b"})
+    assert len(empty) == 0
+    save_rated(empty, tmp_path / "empty.parquet")
+    back = load_rated(tmp_path / "empty.parquet")
+    assert len(back) == 0 and back.scale == RatingScale(2)
+    assert back.segments.obs.shape == (0, 10, 4) and back.label_id.tolist() == []

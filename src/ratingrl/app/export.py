@@ -3,8 +3,10 @@
 The file is exactly what :func:`ratingrl.feedback.io.save_rated` writes (so
 :func:`~ratingrl.feedback.io.load_rated` and the reward trainer read it unchanged), plus extra
 columns the loader ignores: ``rater_id``, ``clip_id`` (segment public id), ``rating_id``,
-``shown_at``, ``answered_at`` (Unix seconds) and ``is_repeat``. One row per current rating of a
-queue item: a rating that was undone is left out; skips carry no label and are left out.
+``shown_at``, ``answered_at`` (Unix seconds) and ``is_repeat``. ``label_id`` is the rating id
+as a string, the id a training run's ``feedback.parquet`` gives the same rating. One row per
+current rating of a queue item: a rating that was undone is left out; skips carry no label and
+are left out.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def export_ratings(
         store.project_scale(project),
         {"kind": "app", "project": project.name, "env_id": project.env_id},
         np.array([names[r.rater_id] for r in rows], dtype=object),
+        np.array([str(r.id) for r in rows], dtype=object),  # as AppRatingSource names them
     )
     with atomic_path(path) as tmp:
         save_rated(data, tmp)

@@ -5,9 +5,12 @@ optional priority from the query selector); ``collect(timeout)`` returns the rat
 given since the last call, waiting up to ``timeout`` seconds for at least one -- with
 ``timeout=0`` the training loop keeps training while people rate.
 
-Each rating is returned once (a cursor on the append-only table). A rating withdrawn with undo
-*after* it was collected stays in training; the exported dataset reflects the final state.
-Hidden repeats are not returned: they measure raters, they are not new labels.
+Each rating is returned once (a cursor on the append-only table), named by its rating id
+(``RatedSegments.label_id``). A rating withdrawn with undo *after* it was collected is reported
+by :meth:`AppRatingSource.retracted`, and the training loop drops it from the run; one withdrawn
+before it was collected is never returned (only current ratings are). A changed rating (undo,
+then rate again) is a new rating with a new id. Hidden repeats are not returned: they measure
+raters, they are not new labels.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class AppRatingSource:
     tag: str = field(default_factory=lambda: f"source-{secrets.token_hex(6)}")
     wants_states: bool = True
     _cursor: int = field(default=0, init=False, repr=False)
+    _undo_cursor: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._engine = make_engine(self.db_url)
@@ -102,11 +106,28 @@ class AppRatingSource:
                             "rated_at": [r.answered_at for r in rows],
                         },
                         np.array([names[r.rater_id] for r in rows], dtype=object),
+                        np.array([str(r.id) for r in rows], dtype=object),
                     )
                 session.commit()
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def retracted(self) -> list[str]:
+        """Ids of ratings withdrawn (undone) since the last call, each reported once.
+
+        Project-wide, not only this source's clips, and from the first undo on: a source made
+        to resume a crashed run (with a new tag) still reports undos of ratings the crashed run
+        had collected. Ids the run never held (undone before they were collected, another
+        run's) are ignored by the training loop.
+        """
+        with self._sessions() as session:
+            project = store.get_project(session, self.project)
+            undone = store.undone_ratings(session, project, after_id=self._undo_cursor)
+            session.commit()
+        if undone:
+            self._undo_cursor = undone[-1][0]
+        return [str(rating_id) for _, rating_id in undone]
 
     def close(self) -> None:
         self._engine.dispose()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ratingrl.app.db import (
     Project,
@@ -49,6 +49,7 @@ __all__ = [
     "undo_last",
     "progress",
     "effective_ratings",
+    "undone_ratings",
     "segments_by_id",
     "SubmitResult",
 ]
@@ -554,6 +555,29 @@ def effective_ratings(
         tagged = select(SegmentRow.id).where(SegmentRow.source_tag == source_tag)
         query = query.where(RatingRow.segment_id.in_(tagged))
     return list(session.scalars(query.order_by(RatingRow.id)).all())
+
+
+def undone_ratings(session: Session, project: Project, after_id: int = 0) -> list[tuple[int, int]]:
+    """``(undo row id, id of the rating it withdrew)`` for undos after row ``after_id``, by id.
+
+    Only withdrawn *ratings* of non-repeat items: skips and hidden repeats were never labels.
+    A withdrawn rating never becomes current again (changing it means a new row), so whoever
+    holds one of these ratings should drop it.
+    """
+    target = aliased(RatingRow)  # the withdrawn row, looked up by primary key: polled often
+    query = (
+        select(RatingRow.id, RatingRow.undoes_id)
+        .join(target, target.id == RatingRow.undoes_id)
+        .where(
+            RatingRow.id > after_id,
+            RatingRow.project_id == project.id,
+            RatingRow.status == "undone",
+            target.status == "rated",
+            target.is_repeat.is_(False),
+        )
+        .order_by(RatingRow.id)
+    )
+    return [(int(undo), int(rating)) for undo, rating in session.execute(query).all()]
 
 
 def segments_by_id(session: Session, ids: list[int]) -> SegmentSet:

@@ -90,7 +90,9 @@ def _atomic_write_table(table: pa.Table, path: str | Path) -> None:
 
 
 def _fixed_list(array: np.ndarray, dtype: type = np.float32) -> pa.FixedSizeListArray:
-    flat = np.ascontiguousarray(array, dtype=dtype).reshape(len(array), -1)
+    # the row size from the shape, not -1: a set emptied by retractions still has one
+    size = int(np.prod(array.shape[1:], dtype=np.int64))
+    flat = np.ascontiguousarray(array, dtype=dtype).reshape(len(array), size)
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
 
 
@@ -225,6 +227,8 @@ def save_rated(data: RatedSegments, path: str | Path) -> None:
     columns["rating"] = pa.array(data.ratings)
     if data.rater is not None:
         columns["rater"] = pa.array([None if r is None else str(r) for r in data.rater])
+    if data.label_id is not None:
+        columns["label_id"] = pa.array(list(data.label_id), pa.string())
     meta = {
         "kind": "rated_segments",
         **_shape_meta(data.segments),
@@ -235,16 +239,31 @@ def save_rated(data: RatedSegments, path: str | Path) -> None:
 
 
 def load_rated(path: str | Path) -> RatedSegments:
-    """Load rated segments; ratings are re-validated against the stored scale."""
+    """Load rated segments; ratings are re-validated against the stored scale.
+
+    ``rater`` and ``label_id`` are optional columns: files written without them (label ids came
+    later) load with None there.
+    """
     table, meta = _read(path, "rated_segments")
-    rater = table.column("rater").to_pylist() if "rater" in table.column_names else None
+    rater, label_id = (_optional_strings(table, name) for name in ("rater", "label_id"))
     return RatedSegments(
         _segments_from(table, meta),
         _column(table, "rating"),
         RatingScale.from_dict(meta["scale"]),
         meta.get("source", {}),
-        None if rater is None else np.asarray(rater, dtype=object),
+        rater,
+        label_id,
     )
+
+
+def _optional_strings(table: pa.Table, name: str) -> np.ndarray | None:
+    """A column as an object array (None for a missing value), or None if it is absent;
+    :class:`RatedSegments` validates the values."""
+    if name not in table.column_names:
+        return None
+    values = np.empty(len(table), dtype=object)
+    values[:] = table.column(name).to_pylist()
+    return values
 
 
 def save_preferences(data: PreferencePairs, path: str | Path) -> None:

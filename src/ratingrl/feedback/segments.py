@@ -11,7 +11,7 @@ and the offending value in the message, instead of as a shape error deep inside 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -295,12 +295,36 @@ class SegmentSet:
             )
 
 
+def _label_ids(value: object, n: int) -> np.ndarray:
+    """``label_id`` as an object array of strings (None where a label has no id).
+
+    Integers (a database's row ids) become their decimal strings, so ids compare equal
+    whether they were made in memory or read back from Parquet's string column.
+    """
+    ids = np.asarray(value, dtype=object)
+    if ids.shape != (n,):
+        raise FeedbackError(f"label_id has shape {ids.shape}, expected ({n},)")
+    out = np.empty(n, dtype=object)
+    for i, item in enumerate(ids):
+        if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            item = str(int(item))
+        if item is not None and (not isinstance(item, str) or not item):
+            raise FeedbackError(
+                f"label_id[{i}] = {item!r} must be a non-empty string, an integer or None"
+            )
+        out[i] = item
+    return out
+
+
 @dataclass(frozen=True)
 class RatedSegments:
     """Segments with one rating each, the scale they were rated on and who rated them.
 
     ``source`` carries the full configuration of the teacher (or app) that produced the labels,
-    so a dataset on disk says how it was made.
+    so a dataset on disk says how it was made. ``label_id`` (optional, one string or None per
+    row) names each label the way its source knows it -- the rating app's rating id -- so a
+    label withdrawn later (undo in the app) can be found and removed from a run's data.
+    Simulated teachers have no use for it and leave it None.
     """
 
     segments: SegmentSet
@@ -308,6 +332,7 @@ class RatedSegments:
     scale: RatingScale
     source: dict = field(default_factory=dict)
     rater: np.ndarray | None = None
+    label_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ratings = self.scale.validate(self.ratings)
@@ -322,6 +347,8 @@ class RatedSegments:
             if rater.shape != ratings.shape:
                 raise FeedbackError(f"rater has shape {rater.shape}, expected {ratings.shape}")
             object.__setattr__(self, "rater", rater)
+        if self.label_id is not None:
+            object.__setattr__(self, "label_id", _label_ids(self.label_id, len(ratings)))
 
     def __len__(self) -> int:
         return len(self.ratings)
@@ -338,7 +365,16 @@ class RatedSegments:
             self.scale,
             dict(self.source),
             None if self.rater is None else self.rater[idx],
+            None if self.label_id is None else self.label_id[idx],
         )
+
+    def without_ids(self, ids: Collection[str]) -> RatedSegments:
+        """These ratings minus every row whose ``label_id`` is in ``ids`` (rows without an id
+        are kept: nothing can name them)."""
+        if self.label_id is None or not ids:
+            return self
+        keep = [label is None or label not in ids for label in self.label_id]
+        return self.subset(np.flatnonzero(keep))
 
 
 @dataclass(frozen=True)

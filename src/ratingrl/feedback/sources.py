@@ -8,6 +8,11 @@ real raters changes no training code.
 A source may also say it wants simulator states with its queries (an optional ``wants_states``
 attribute, read with :func:`wants_states`): the rating app does, to show people the real robot;
 a simulated teacher does not, and then the training loop does not pay for recording them.
+
+A source may also take labels back (an optional ``retracted()`` method, read with
+:func:`retracted`): a person who undoes a rating in the app withdraws a label the loop may
+already have collected. Labels are named by ``RatedSegments.label_id``. A teacher never changes
+its mind and need not implement it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 from ratingrl.feedback.segments import FeedbackError, RatedSegments, RatingScale, SegmentSet
 from ratingrl.feedback.teachers import DynamicRatingTeacher, RatingTeacher
 
-__all__ = ["RatingSource", "TeacherSource", "wants_states"]
+__all__ = ["RatingSource", "TeacherSource", "retracted", "wants_states"]
 
 
 @runtime_checkable
@@ -31,6 +36,11 @@ class RatingSource(Protocol):
     Optional, and so not part of the protocol's checked members: ``wants_states: bool`` -- True
     asks the training loop to send queries with simulator states (``SegmentSet.states``) where
     the environment has them. Absent means False; see :func:`wants_states`.
+
+    Optional too: ``retracted() -> Iterable[str]`` -- the ``label_id`` of labels withdrawn since
+    the last call (each reported once). It may name labels that were never handed out by
+    ``collect`` (withdrawn before they were collected); the loop ignores those. Absent means
+    nothing is ever withdrawn; see :func:`retracted`.
     """
 
     @property
@@ -51,6 +61,18 @@ def wants_states(source: object) -> bool:
     """Whether ``source`` wants simulator states with its queries (``wants_states``, default
     False): optional, so sources written before it, or that never show clips, need not say."""
     return bool(getattr(source, "wants_states", False))
+
+
+def retracted(source: object) -> frozenset[str]:
+    """Label ids ``source`` withdrew since it was last asked (its optional ``retracted()``).
+
+    Optional, so simulated teachers and sources written before it need not implement it: they
+    retract nothing. Ids are strings, as in ``RatedSegments.label_id``.
+    """
+    method = getattr(source, "retracted", None)
+    if not callable(method):
+        return frozenset()
+    return frozenset(str(label) for label in method())
 
 
 @dataclass

@@ -20,6 +20,15 @@ labels. A run with one channel is the plain loop.
 If the source coarsens its rating scale mid-run (R4's dynamic classes), the stored ratings are
 remapped onto the new scale with the source's ``remap`` (see :func:`remap_hook`).
 
+A source may withdraw labels it handed out (a person undoes a rating in the app; see
+:func:`~ratingrl.feedback.sources.retracted`). At the next poll they are removed from the store
+-- and from its Parquet file, before anything is trained -- and the reward is updated on the
+labels that remain, exactly as after new labels. A withdrawn label does not free budget: its
+query was asked and answered, so rounds and their counts stay as they were; the run reports
+how many labels remain (``labels_used``) and how many were withdrawn (``labels_retracted``).
+The update is warm-started like every other, and if the remaining labels cannot teach a reward
+(one rating class left) the last model stays until they can.
+
 Work happens in ``on_rollout_end``: for SAC (``train_freq=1``) that is every step, after the
 transition is stored; for PPO it is before the rollout is scored and trained on.
 """
@@ -29,7 +38,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -48,7 +57,7 @@ from ratingrl.feedback.io import (
 from ratingrl.feedback.preference_source import PreferenceSource, SegmentPairs
 from ratingrl.feedback.queries import QuerySelector, StratifiedSelector
 from ratingrl.feedback.segments import FeedbackError, PreferencePairs, RatedSegments, SegmentSet
-from ratingrl.feedback.sources import RatingSource
+from ratingrl.feedback.sources import RatingSource, retracted
 from ratingrl.rewards.nets import RewardEnsemble
 from ratingrl.rewards.training import TrainingError
 from ratingrl.rl.relabel import relabel_replay_buffer
@@ -171,12 +180,24 @@ def concat_rated(a: RatedSegments | None, b: RatedSegments) -> RatedSegments:
     if a.scale != b.scale:
         raise FeedbackError(f"new ratings use scale {b.scale}, stored ones {a.scale}")
     segments = SegmentSet.concat([a.segments, b.segments])
-    rater = None
-    if a.rater is not None or b.rater is not None:
-        ra = a.rater if a.rater is not None else np.full(len(a), None, dtype=object)
-        rb = b.rater if b.rater is not None else np.full(len(b), None, dtype=object)
-        rater = np.concatenate([ra, rb])
-    return RatedSegments(segments, np.concatenate([a.ratings, b.ratings]), a.scale, a.source, rater)
+    return RatedSegments(
+        segments,
+        np.concatenate([a.ratings, b.ratings]),
+        a.scale,
+        a.source,
+        _concat_optional(a, b, "rater"),
+        _concat_optional(a, b, "label_id"),
+    )
+
+
+def _concat_optional(a: RatedSegments, b: RatedSegments, name: str) -> np.ndarray | None:
+    """``a``'s and ``b``'s optional per-row column joined (None rows where one lacks it)."""
+    first, second = getattr(a, name), getattr(b, name)
+    if first is None and second is None:
+        return None
+    first = first if first is not None else np.full(len(a), None, dtype=object)
+    second = second if second is not None else np.full(len(b), None, dtype=object)
+    return np.concatenate([first, second])
 
 
 def concat_pairs(a: PreferencePairs | None, b: PreferencePairs) -> PreferencePairs:
@@ -218,7 +239,7 @@ def _rescale(stored: RatedSegments, new: RatedSegments, remap: RemapFn | None):
     fine, coarse = (stored, new) if stored.scale.n > new.scale.n else (new, stored)
     mapped = np.asarray(remap(fine.ratings), dtype=np.int64)
     source = {**fine.source, "remapped_from_classes": fine.scale.n}
-    fine = RatedSegments(fine.segments, mapped, coarse.scale, source, fine.rater)
+    fine = replace(fine, ratings=mapped, scale=coarse.scale, source=source)
     return (fine, coarse) if fine.segments is stored.segments else (coarse, fine)
 
 
@@ -229,7 +250,9 @@ class FeedbackStore:
     Labels are ratings or preference pairs (one kind per store: a run mixing both has two).
     ``rounds_done`` travels in the file's metadata, so a resumed run neither repeats a round nor
     forgets one. ``remap`` carries stored ratings over when the source's rating scale changes
-    (see :func:`remap_hook`).
+    (see :func:`remap_hook`). ``retracted`` counts labels removed because their source withdrew
+    them (:meth:`retract`); it travels in the metadata too (``labels_retracted``), so a resumed
+    run knows its reward may still have learned from one.
     """
 
     path: Path
@@ -238,6 +261,7 @@ class FeedbackStore:
     meta: dict = field(default_factory=dict)
     remap: RemapFn | None = None
     remapped: int = 0
+    retracted: int = 0
 
     def __len__(self) -> int:
         return 0 if self.data is None else len(self.data)
@@ -258,10 +282,32 @@ class FeedbackStore:
             self.data = concat_rated(self.data, labels)
         self.save()
 
+    def retract(self, ids: Collection[str]) -> int:
+        """Remove the labels whose ``label_id`` is in ``ids`` and rewrite the file; returns how
+        many were removed.
+
+        Ids the store does not hold (withdrawn before they were collected, or another run's)
+        are ignored, and so are labels without ids (preference pairs, teachers' ratings).
+        """
+        if not isinstance(self.data, RatedSegments) or not ids:
+            return 0
+        kept = self.data.without_ids({str(i) for i in ids})
+        removed = len(self.data) - len(kept)
+        if removed:
+            self.data = kept
+            self.retracted += removed
+            self.save()
+        return removed
+
     def save(self) -> None:
         if self.data is None:
             return
-        source = {**self.data.source, **self.meta, "rounds_done": self.rounds_done}
+        source = {
+            **self.data.source,
+            **self.meta,
+            "rounds_done": self.rounds_done,
+            "labels_retracted": self.retracted,
+        }
         if isinstance(self.data, PreferencePairs):
             save_preferences(replace(self.data, source=source), self.path)
         else:
@@ -276,7 +322,8 @@ class FeedbackStore:
         kind = read_metadata(path).get("kind")  # a clear error for a foreign or corrupt file
         data = load_preferences(path) if kind == "preferences" else load_rated(path)
         rounds = int(data.source.get("rounds_done", 0))
-        return cls(Path(path), data, rounds, dict(meta or {}), remap)
+        retracted = int(data.source.get("labels_retracted", 0))
+        return cls(Path(path), data, rounds, dict(meta or {}), remap, retracted=retracted)
 
 
 @dataclass
@@ -355,12 +402,28 @@ class OnlineFeedback(BaseCallback):
         self.reward_model = model
         self.on_update = on_update
         self.trained_on = self.labels if model is not None else 0
+        self.trained_retracted = self.retracted if model is not None else 0
         self.update_seconds = 0.0
 
     @property
     def labels(self) -> int:
-        """Labels stored so far, over every channel."""
+        """Labels stored so far, over every channel (withdrawn ones no longer count)."""
         return sum(len(c.store) for c in self.channels)
+
+    @property
+    def retracted(self) -> int:
+        """Labels withdrawn by their sources and removed from the stores, over every channel."""
+        return sum(c.store.retracted for c in self.channels)
+
+    @property
+    def stale(self) -> bool:
+        """Whether the labels changed since the reward was last trained: some arrived, or some
+        were withdrawn (then the count alone may not tell: one out, one in)."""
+        return self.labels > self.trained_on or self.retracted > self.trained_retracted
+
+    def _mark_trained(self) -> None:
+        """Remember the labels as of now, so the next update waits for a change."""
+        self.trained_on, self.trained_retracted = self.labels, self.retracted
 
     # -- SB3 hooks -----------------------------------------------------------------------------
     def _on_step(self) -> bool:
@@ -401,26 +464,36 @@ class OnlineFeedback(BaseCallback):
         return True
 
     def poll(self, timeout: float = 0.0) -> None:
-        """Store whatever labels arrived (each channel waits up to ``timeout`` s); update the
-        reward when there are new ones."""
+        """Store whatever labels arrived (each channel waits up to ``timeout`` s), drop the ones
+        their source withdrew; update the reward when the labels changed.
+
+        Withdrawals are asked for after the new labels are stored, so a label collected and
+        withdrawn between two polls leaves in the same poll it arrived.
+        """
         for channel in self.channels:
-            labels = channel.source.collect(timeout)
-            if labels is not None and len(labels):
-                remapped = channel.store.remapped
-                channel.store.add(labels)
-                if channel.store.remapped > remapped:
-                    self.logger.record(
-                        "feedback/remapped", sum(c.store.remapped for c in self.channels)
-                    )
-        if self.labels > self.trained_on:
+            self._collect(channel, timeout)
+            ids = retracted(channel.source)
+            if ids and channel.store.retract(ids):
+                self.logger.record("feedback/retracted", self.retracted)
+        if self.stale:
             self.update_reward()
+
+    def _collect(self, channel: FeedbackChannel, timeout: float) -> None:
+        """Store the channel's new labels (on disk before anything trains on them)."""
+        labels = channel.source.collect(timeout)
+        if labels is None or not len(labels):
+            return
+        remapped = channel.store.remapped
+        channel.store.add(labels)
+        if channel.store.remapped > remapped:
+            self.logger.record("feedback/remapped", sum(c.store.remapped for c in self.channels))
 
     def update_reward(self) -> None:
         """Train on every label so far, swap the env's reward, relabel SAC's replay buffer."""
         data = [c.learnable() for c in self.channels]
         if all(d is None for d in data):
             self.logger.record("feedback/waiting_for_second_class", 1)
-            self.trained_on = self.labels  # retry when new labels arrive, not every step
+            self._mark_trained()  # retry when new labels arrive, not every step
             return
         started = time.perf_counter()
         with warnings.catch_warnings():
@@ -429,9 +502,9 @@ class OnlineFeedback(BaseCallback):
                 self.reward_model, row = self.updater(data, self.reward_model)
             except TrainingError as err:  # e.g. R4's split holds one class: wait for labels
                 self.logger.record("reward_model/skipped", str(err)[:80])
-                self.trained_on = self.labels
+                self._mark_trained()
                 return
-        self.trained_on = self.labels
+        self._mark_trained()
         self.reward_env.reward_fn = self.reward_model.predict_rewards
         relabelled = self._relabel()
         self.update_seconds += time.perf_counter() - started

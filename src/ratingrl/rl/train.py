@@ -713,7 +713,11 @@ def train(
             candidate_factor=config.candidate_factor,
             model=reward_model,
         )
-        loop.trained_on = int(state.get("trained_on", 0)) if reward_model is not None else 0
+        if reward_model is None:
+            loop.trained_on = loop.trained_retracted = 0
+        else:  # checkpoints from before label retraction: nothing was withdrawn then
+            loop.trained_on = int(state.get("trained_on", 0))
+            loop.trained_retracted = int(state.get("trained_retracted", 0))
 
     session_start = time.perf_counter()
 
@@ -736,6 +740,7 @@ def train(
                 "recorder": recorder.state(),
                 "eval_history": history,
                 "trained_on": loop.trained_on if loop is not None else 0,
+                "trained_retracted": loop.trained_retracted if loop is not None else 0,
                 "wall_time_s": wall_before + time.perf_counter() - session_start,
                 "starts": starts,
             },
@@ -785,8 +790,8 @@ def train(
         if defer:
             callbacks.insert(1 if loop is not None else 0, PPORolloutScorer(reward_env))
         learn_start, learn_cpu = time.perf_counter(), time.process_time()
-        if loop is not None and loop.labels > loop.trained_on:
-            # labels that arrived after the last checkpoint: train on them before going on
+        if loop is not None and loop.stale:
+            # labels that arrived (or were withdrawn) after the last checkpoint: train first
             loop.init_callback(algo)
             loop.update_reward()
         if remaining > 0:
@@ -820,6 +825,8 @@ def train(
         "true_return_best": best["true_return"],
         "learned_return_final": final["learned_return"],
         **_label_counts([c.store.data for c in channels] if online else [rated, pairs]),
+        # withdrawn labels (undone in the app) are not in labels_used and freed no budget
+        "labels_retracted": sum(c.store.retracted for c in channels),
         "env_steps": int(algo.num_timesteps),
         "wall_time_s": wall_before + time.perf_counter() - session_start,
         "env_steps_per_s": trained / busy if trained > 0 and busy > 0 else None,
