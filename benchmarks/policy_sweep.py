@@ -76,9 +76,12 @@ TRACKS: dict[str, Track] = {
         "--checkpoint-every 10000",
     ),
     # RbRL's walker protocol shortened to 300k steps: 1000 labels, 100 a round every 20k steps
-    # (all in by 200k), on the two harder DMC tasks. SB3's PPO defaults (64x64).
+    # (all in by 200k), on the two harder DMC tasks. SB3's PPO defaults (64x64). The teacher
+    # uses R4's walker boundaries: with 4 equal-width classes over [0, 50] every finger-spin
+    # segment of an early policy (returns 0-6) was rated 0, and nothing could be learned.
     "ppo300k": Track(
         ("dmc/finger-spin", "dmc/walker-walk"),
+        "--rating-boundaries 0,30,60,100,200,300,400,500,600,800,1000 "
         "--algo ppo --steps 300000 --net-arch 64,64 --n-steps 2048 --budget 1000 "
         "--per-round 100 --schedule interval --schedule-unit 20000 --reward-hidden 64,64 "
         "--reward-epochs 20 --eval-every 50000 --eval-episodes 5 --checkpoint-every 50000",

@@ -95,6 +95,13 @@ def train_command(
     rating_range: Annotated[
         str, typer.Option(help="online teacher: LOW,HIGH segment return (dmc: 0,horizon)")
     ] = "",
+    rating_boundaries: Annotated[
+        str,
+        typer.Option(
+            help="online teacher: R4's class boundaries on the episode-scaled return, e.g. "
+            "0,30,60,100,200,300,400,500,600,800,1000 (replaces --classes/--rating-range)"
+        ),
+    ] = "",
     label_noise: Annotated[
         float, typer.Option(help="online teacher: random-rating rate (bt: flipped answers)")
     ] = 0.0,
@@ -155,6 +162,7 @@ def train_command(
             if out is None:
                 raise _fail("give --out RUN_DIR (or --resume RUN_DIR)")
             rating = _numbers(rating_range, "rating-range", float)
+            boundaries = _numbers(rating_boundaries, "rating-boundaries", float)
             if rating and len(rating) != 2:
                 raise _fail(f"--rating-range takes LOW,HIGH, got {rating_range!r}")
             config = RunConfig(
@@ -190,6 +198,7 @@ def train_command(
                 coarse_classes=coarse_classes,
                 switch_after=switch_after,
                 rating_range=rating or None,
+                rating_boundaries=boundaries or None,
                 label_noise=label_noise,
                 pretrain_steps=pretrain_steps,
                 eval_every=eval_every,

@@ -141,6 +141,12 @@ class RunConfig:
         0, "online teacher: switch to this many classes after --switch-after ratings (0: never)"
     )
     switch_after: int = _f(40, "online teacher: ratings on the fine scale before the switch")
+    rating_boundaries: tuple[float, ...] | None = _f(
+        None,
+        "online teacher: R4's hand-set class boundaries on the segment return rescaled to a "
+        "1000-step episode (e.g. 0,30,60,100,200,300,400,500,600,800,1000); replaces "
+        "--classes/--rating-range",
+    )
     rating_range: tuple[float, float] | None = _f(
         None, "online teacher: segment-return range split into equal bins (dmc: 0..horizon)"
     )
@@ -205,6 +211,16 @@ class RunConfig:
                     f"selector {self.selector!r} picks segments to rate; preference pairs are "
                     f"chosen by one of {list(PAIR_SELECTORS)}"
                 )
+            bounds = self.rating_boundaries
+            if bounds is not None and (
+                len(bounds) < 3 or any(b <= a for a, b in zip(bounds, bounds[1:], strict=False))
+            ):
+                raise RunError(
+                    f"--rating-boundaries {list(bounds)} must be at least 3 strictly increasing "
+                    "numbers (the outer two document the range)"
+                )
+            if bounds is not None and self.coarse_classes:
+                raise RunError("--coarse-classes works with --classes, not --rating-boundaries")
             if self.coarse_classes and (
                 self.coarse_classes < 2
                 or self.coarse_classes >= self.n_classes
@@ -301,11 +317,15 @@ def _round_count(config: RunConfig) -> int | None:
         return None
 
 
-def _teacher_source(config: RunConfig) -> TeacherSource | PreferenceTeacherSource:
-    """The simulated teacher of an online run: it rates (or compares) by the true return."""
-    rng = np.random.default_rng(config.seed + 1)
-    if config.method == "bt":
-        return PreferenceTeacherSource(PreferenceTeacher(mistake=config.label_noise), rng)
+def _teacher_bins(config: RunConfig) -> Bins:
+    """R4's hand-set boundaries on episode-scaled returns, or equal-width bins over a range.
+
+    Equal-width bins over a DMC segment's full range [0, H] put every segment of an early
+    policy on a sparse task (finger-spin: returns 0-6 of 50) in class 0, and a single class
+    teaches nothing; R4's scaled boundaries are fine where early returns lie.
+    """
+    if config.rating_boundaries is not None:
+        return Bins.r4_scaled(config.rating_boundaries, config.horizon)
     low_high = config.rating_range
     if low_high is None:
         if not config.env_id.startswith("dmc/"):
@@ -314,8 +334,16 @@ def _teacher_source(config: RunConfig) -> TeacherSource | PreferenceTeacherSourc
                 f"for the simulated teacher on {config.env_id}"
             )
         low_high = (0.0, float(config.horizon))  # DMC rewards are in [0, 1] per step
+    return Bins.equal_width(config.n_classes, *low_high)
+
+
+def _teacher_source(config: RunConfig) -> TeacherSource | PreferenceTeacherSource:
+    """The simulated teacher of an online run: it rates (or compares) by the true return."""
+    rng = np.random.default_rng(config.seed + 1)
+    if config.method == "bt":
+        return PreferenceTeacherSource(PreferenceTeacher(mistake=config.label_noise), rng)
     noise = (UniformRelabel(config.label_noise),) if config.label_noise else ()
-    bins = Bins.equal_width(config.n_classes, *low_high)
+    bins = _teacher_bins(config)
     teacher = RatingTeacher(bins, noise)
     if not config.coarse_classes:
         return TeacherSource(teacher, rng)
