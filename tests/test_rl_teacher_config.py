@@ -1,4 +1,4 @@
-"""The online simulated teacher's bins: equal-width by default, R4's scaled boundaries on request."""
+"""The online teacher's bins: equal-width by default, R4's scaled boundaries on request."""
 
 from __future__ import annotations
 
