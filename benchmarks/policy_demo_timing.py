@@ -1,6 +1,6 @@
 """Time the policy demo as ``ratingrl demo`` runs it; write ``benchmarks/results/policy_demo.json``.
 
-    .venv/bin/python benchmarks/policy_demo_timing.py
+.venv/bin/python benchmarks/policy_demo_timing.py
 """
 
 from __future__ import annotations
