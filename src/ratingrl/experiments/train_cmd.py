@@ -143,6 +143,14 @@ def train_command(
     ] = None,
     threads: Annotated[int, typer.Option(help="PyTorch threads")] = 1,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="only check the options (env, dataset, schedule, teacher), print the plan, "
+            "and exit without training or writing anything",
+        ),
+    ] = False,
 ) -> None:
     """Train a policy with SAC or PPO on a reward learned from ratings (or the env's reward)."""
     import torch
@@ -159,7 +167,7 @@ def train_command(
             config = RunConfig.from_dict(json.loads(stored.read_text()))
             run_dir = resume
         else:
-            if out is None:
+            if out is None and not check:
                 raise _fail("give --out RUN_DIR (or --resume RUN_DIR)")
             rating = _numbers(rating_range, "rating-range", float)
             boundaries = _numbers(rating_boundaries, "rating-boundaries", float)
@@ -206,6 +214,11 @@ def train_command(
                 checkpoint_every=checkpoint_every,
             )
             run_dir = out
+        if check:
+            from ratingrl.rl.train import check as check_run
+
+            console.print_json(json.dumps(check_run(config)))
+            return
         source = None
         if ratings_db is not None:
             from ratingrl.app.source import AppRatingSource

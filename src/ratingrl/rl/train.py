@@ -69,7 +69,7 @@ from ratingrl.rl.online import (
 from ratingrl.rl.relabel import PPORolloutScorer
 from ratingrl.rl.reward_wrapper import EpisodeRecorder, LearnedRewardVecEnv, zero_reward
 
-__all__ = ["RunConfig", "RunError", "train", "ALGOS", "REWARD_METHODS", "MODES"]
+__all__ = ["RunConfig", "RunError", "check", "train", "ALGOS", "REWARD_METHODS", "MODES"]
 
 ALGOS = ("sac", "ppo")
 REWARD_METHODS = (*METHODS, "oracle")
@@ -627,6 +627,25 @@ def _stats(result: dict | None, key: str):
 
 
 # -- the run ---------------------------------------------------------------------------------
+def check(config: RunConfig) -> dict:
+    """Run every check :func:`train` makes before it touches a run folder; return the plan.
+
+    For a sweep this catches a typo or a schedule that does not fit before hours of compute:
+    the environment is built once (its shapes), offline datasets are read and matched to it,
+    and an online run's schedule and simulated teacher are constructed.
+    """
+    config.validate()
+    dims = _env_dims(config)
+    if config.mode == "offline" and config.method != "oracle":
+        _load_offline(config, dims)
+    plan: dict = {"env_id": config.env_id, "obs_dim": dims[0], "act_dim": dims[1]}
+    if config.mode == "online" and config.method != "oracle":
+        plan["schedule"] = _schedule(config).to_dict()
+        teacher = _teacher_source(config).teacher
+        plan["teacher"] = teacher.to_dict() if hasattr(teacher, "to_dict") else repr(teacher)
+    return plan
+
+
 def train(
     config: RunConfig,
     run_dir: str | Path,

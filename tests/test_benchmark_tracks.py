@@ -1,0 +1,56 @@
+"""Every benchmark track's ``ratingrl train`` options pass ``--check`` (no typo costs a sweep)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ratingrl.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _sweep_module():
+    spec = importlib.util.spec_from_file_location(
+        "policy_sweep", ROOT / "benchmarks/policy_sweep.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+SWEEP = _sweep_module()
+CASES = [
+    (track, env, method)
+    for track, spec in SWEEP.TRACKS.items()
+    for env in spec.envs[:2]
+    for method in ("r4", "bt")
+]
+
+
+@pytest.mark.parametrize(("track", "env", "method"), CASES)
+def test_track_options_pass_check(track, env, method):
+    args = ["train", "--env", env, *SWEEP.COMMON, *SWEEP.TRACKS[track].args.split()]
+    result = runner.invoke(app, [*args, "--method", method, "--check"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["env_id"] == env
+    steps = int(args[args.index("--steps") + 1])
+    assert plan["schedule"]["steps"][-1] < steps
+    budget = int(args[args.index("--budget") + 1])
+    assert sum(plan["schedule"]["counts"]) == budget
+
+
+def test_check_writes_nothing_and_rejects_a_schedule_that_does_not_fit(tmp_path):
+    base = ["train", "--env", "dmc/cartpole-balance", "--out", str(tmp_path / "run"), "--check"]
+    assert runner.invoke(app, [*base, "--steps", "200000"]).exit_code == 0
+    result = runner.invoke(app, [*base, "--steps", "1000", "--budget", "100"])
+    assert result.exit_code != 0 and "schedule" in result.output
+    assert not (tmp_path / "run").exists()
