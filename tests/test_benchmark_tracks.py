@@ -50,7 +50,7 @@ def test_track_options_pass_check(track, env, method):
 
 def test_check_writes_nothing_and_rejects_a_schedule_that_does_not_fit(tmp_path):
     base = ["train", "--env", "dmc/cartpole-balance", "--out", str(tmp_path / "run"), "--check"]
-    assert runner.invoke(app, [*base, "--steps", "200000"]).exit_code == 0
+    assert runner.invoke(app, [*base, "--steps", "400000"]).exit_code == 0
     result = runner.invoke(app, [*base, "--steps", "1000", "--budget", "100"])
     assert result.exit_code != 0 and "schedule" in result.output
     assert not (tmp_path / "run").exists()
