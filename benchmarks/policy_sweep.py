@@ -86,6 +86,19 @@ TRACKS: dict[str, Track] = {
         "--per-round 100 --schedule interval --schedule-unit 20000 --reward-hidden 64,64 "
         "--reward-epochs 20 --eval-every 50000 --eval-episodes 5 --checkpoint-every 50000",
     ),
+    # R4's online SAC protocol at full length: 300k steps, 100 ratings, 10 a round at R4's
+    # growing gaps (unit 9k, so the last round, at 270k, leaves 30k steps to use it; R4 gives
+    # 10k, whose tenth round falls on the last step), R4's walker boundaries, and
+    # bt with 100 preferences. Nets are 64x64 (SB3's default batch of 256): 256x256 runs at
+    # ~57 env steps/s here, 87 min a run; 64x64 at ~150.
+    "sac300k": Track(
+        ("dmc/walker-walk", "dmc/cheetah-run"),
+        "--rating-boundaries 0,30,60,100,200,300,400,500,600,800,1000 "
+        "--algo sac --steps 300000 --net-arch 64,64 --batch-size 256 --learning-starts 1000 "
+        "--buffer-size 300000 --budget 100 --per-round 10 --schedule r4 --schedule-unit 9000 "
+        "--reward-hidden 64,64 --reward-epochs 20 --eval-every 25000 --eval-episodes 5 "
+        "--checkpoint-every 50000",
+    ),
     # The issue's PPO protocol (RbRL's): 1M steps, 2000 labels collected early -- 200 a round
     # every 30k steps, all in by 300k -- on three DMC tasks. SB3's PPO defaults (64x64).
     "ppo1m": Track(
