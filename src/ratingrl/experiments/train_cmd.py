@@ -105,6 +105,13 @@ def train_command(
     label_noise: Annotated[
         float, typer.Option(help="online teacher: random-rating rate (bt: flipped answers)")
     ] = 0.0,
+    preference_equal_threshold: Annotated[
+        float,
+        typer.Option(
+            help="online preference teacher: answer 'equal' when segment returns differ by "
+            "less than this (0: B-Pref's oracle, exact ties go to the first segment)"
+        ),
+    ] = 0.0,
     pretrain_steps: Annotated[
         int, typer.Option(help="online: state-entropy pre-training steps (PEBBLE)")
     ] = 0,
@@ -208,6 +215,7 @@ def train_command(
                 rating_range=rating or None,
                 rating_boundaries=boundaries or None,
                 label_noise=label_noise,
+                preference_equal_threshold=preference_equal_threshold,
                 pretrain_steps=pretrain_steps,
                 eval_every=eval_every,
                 eval_episodes=eval_episodes,

@@ -153,6 +153,13 @@ class RunConfig:
     label_noise: float = _f(
         0.0, "online teacher: probability of a random rating (bt: of a flipped preference)"
     )
+    preference_equal_threshold: float = _f(
+        0.0,
+        "online preference teacher: answer 'equally preferable' (0.5) when the two segment "
+        "returns differ by less than this (B-Pref's equal teacher). 0 is B-Pref's oracle, which "
+        "credits an exact tie to the first segment: on sparse tasks (finger-spin) most pairs are "
+        "ties at 0, so a tiny value such as 1e-6 turns that noise into 'equal' labels",
+    )
     pretrain_steps: int = _f(0, "online: PEBBLE state-entropy reward until the first update")
     eval_every: int = _f(10_000, "env steps between evaluations")
     eval_episodes: int = _f(5, "episodes per evaluation")
@@ -196,6 +203,7 @@ class RunConfig:
             if not ok:
                 raise RunError(message)
         self._validate_preference_budget()
+        self._validate_equal_threshold()
         if self.method == "oracle":
             return
         if self.mode == "offline":
@@ -232,6 +240,20 @@ class RunConfig:
                 )
             if self.dataset is not None or self.preferences is not None:
                 raise RunError("online runs collect their own labels: drop --dataset")
+
+    def _validate_equal_threshold(self) -> None:
+        """The tie threshold belongs to the online preference teacher; elsewhere it would be
+        silently ignored, so it is refused."""
+        value = self.preference_equal_threshold
+        name = f"preference_equal_threshold={value} (--preference-equal-threshold)"
+        if not value >= 0.0:
+            raise RunError(f"{name} must be >= 0")
+        asks_pairs = self.method == "bt" or self.preference_budget > 0
+        if value > 0.0 and not (self.mode == "online" and asks_pairs):
+            raise RunError(
+                f"{name} sets the online preference teacher; this run asks for no pairs "
+                "(use --method bt or --preference-budget with --mode online)"
+            )
 
     def _validate_preference_budget(self) -> None:
         """Pairs beside ratings: online, a rating method, and at least one pair every round.
@@ -341,7 +363,7 @@ def _teacher_source(config: RunConfig) -> TeacherSource | PreferenceTeacherSourc
     """The simulated teacher of an online run: it rates (or compares) by the true return."""
     rng = np.random.default_rng(config.seed + 1)
     if config.method == "bt":
-        return PreferenceTeacherSource(PreferenceTeacher(mistake=config.label_noise), rng)
+        return PreferenceTeacherSource(_preference_teacher(config), rng)
     noise = (UniformRelabel(config.label_noise),) if config.label_noise else ()
     bins = _teacher_bins(config)
     teacher = RatingTeacher(bins, noise)
@@ -350,6 +372,13 @@ def _teacher_source(config: RunConfig) -> TeacherSource | PreferenceTeacherSourc
     step = config.n_classes // config.coarse_classes
     coarse = Bins(bins.edges[step - 1 :: step], 1.0, "equal_width", {"n": config.coarse_classes})
     return TeacherSource(DynamicRatingTeacher(teacher, coarse, config.switch_after), rng)
+
+
+def _preference_teacher(config: RunConfig) -> PreferenceTeacher:
+    """B-Pref's oracle with ``label_noise`` as its mistake rate and the run's tie threshold."""
+    return PreferenceTeacher(
+        mistake=config.label_noise, equal_threshold=config.preference_equal_threshold
+    )
 
 
 def _selector(config: RunConfig, source):
@@ -369,7 +398,7 @@ def _channels(
 ) -> list[FeedbackChannel]:
     """The run's kinds of feedback: the method's own, plus pairs when preference_budget > 0.
 
-    The pairs' teacher is the B-Pref oracle with ``label_noise`` as its mistake rate, on its own
+    The pairs' teacher is :func:`_preference_teacher`, on its own
     random stream (seed + 3), so adding pairs leaves the rating teacher's answers unchanged.
     """
     meta = {"env_id": config.env_id}
@@ -377,7 +406,7 @@ def _channels(
     name = "pairs" if config.method == "bt" else "ratings"
     channels = [FeedbackChannel(source, _selector(config, source), store, schedule.counts, name)]
     if config.preference_budget > 0:
-        teacher = PreferenceTeacher(mistake=config.label_noise)
+        teacher = _preference_teacher(config)
         pair_source = PreferenceTeacherSource(teacher, np.random.default_rng(config.seed + 3))
         pairs = FeedbackStore.load(run_dir / "feedback_pairs.parquet", meta)
         counts = schedule.share(config.preference_budget).counts
