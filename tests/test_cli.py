@@ -60,6 +60,15 @@ def test_rate_then_train_a_reward(env_cache, tmp_path):
     assert extra["method"] == "rbrl" and len(extra["history"]) >= 1
     log = (tmp_path / "reward.history.csv").read_text().splitlines()
     assert log[0] == "epoch,loss,val_score,val_accuracy" and len(log) == 1 + len(extra["history"])
+    # a method's own settings in brackets, as in `bench fidelity`; unknown ones are named
+    tuned = tmp_path / "tuned.pt"
+    code, out = run("reward", "train", "--data", str(data), "--out", str(tuned), "--method",
+                    "rbrl[kappa=10]", "--epochs", "2", "--hidden", "16")  # fmt: skip
+    assert code == 0, out
+    assert RewardEnsemble.load(tuned)[1]["method"] == "rbrl[kappa=10]"
+    code, out = run("reward", "train", "--data", str(data), "--out", str(tuned), "--method",
+                    "rbrl[kapa=10]", "--epochs", "2")  # fmt: skip
+    assert code == 2 and "kapa" in out
     # an existing dataset is never overwritten without --overwrite
     before = data.read_bytes()
     code, out = run("rate", *POOL, "--ratings", "10", "--out", str(data))

@@ -158,7 +158,9 @@ def rate(
 def reward_train(
     data: Annotated[Path, typer.Option(help="rated dataset (.parquet) from `ratingrl rate`")],
     out: Annotated[Path, typer.Option(help="where to save the reward model (.pt)")],
-    method: Annotated[str, typer.Option(help="r4 | rbrl | multitask | regression")] = "r4",
+    method: Annotated[
+        str, typer.Option(help="r4 | rbrl | multitask | regression; settings as rbrl[kappa=10]")
+    ] = "r4",
     epochs: int = 60,
     hidden: Annotated[str, typer.Option(help="hidden widths, comma-separated")] = "64,64",
     ensemble: int = 3,
@@ -170,7 +172,12 @@ def reward_train(
     from ratingrl.feedback.segments import FeedbackError
     from ratingrl.progress import progress_bar
     from ratingrl.rewards.nets import RewardNetConfig
-    from ratingrl.rewards.training import TrainerConfig, method_config, train_reward_model
+    from ratingrl.rewards.training import (
+        TrainerConfig,
+        method_config,
+        parse_method_spec,
+        train_reward_model,
+    )
 
     _set_threads(threads)
     try:
@@ -192,7 +199,9 @@ def reward_train(
                     f"val acc {row['val_accuracy']:.3f}",
                 )
 
-            result = train_reward_model(dataset, method_config(method), config, on_epoch=on_epoch)
+            name, settings = parse_method_spec(method)
+            method_settings = method_config(name, **settings)
+            result = train_reward_model(dataset, method_settings, config, on_epoch=on_epoch)
             bar.update(task, completed=epochs)
     except (FeedbackError, ValueError) as err:
         raise _fail(str(err)) from None

@@ -6,6 +6,7 @@ field of :class:`ratingrl.rl.train.RunConfig`; the help strings say the same thi
     ratingrl train --env dmc/cartpole-balance --algo sac --method oracle --steps 3000 --out runs/o
     ratingrl train --env dmc/walker-walk --method r4 --mode offline --dataset rated.parquet --out r
     ratingrl train --env dmc/walker-walk --method rbrl --mode online --budget 100 --per-round 10
+    ratingrl train --env dmc/walker-walk --method "multitask[alpha=1]" --out runs/mt
     ratingrl train --env dmc/cartpole-balance --algo ppo --method bt --budget 200 --out runs/bt
     ratingrl train --env dmc/walker-walk --method r4 --budget 100 --preference-budget 100 --out m
     ratingrl train --resume runs/o
@@ -47,7 +48,11 @@ def train_command(
     ),
     algo: Annotated[str, typer.Option(help="sac | ppo")] = "sac",
     method: Annotated[
-        str, typer.Option(help="r4 | rbrl | multitask | bt | regression | oracle (env reward)")
+        str,
+        typer.Option(
+            help="r4 | rbrl | multitask | bt | regression | oracle (env reward); settings in "
+            "brackets, e.g. 'multitask[alpha=1]' or 'rbrl[kappa=10]'"
+        ),
     ] = "r4",
     mode: Annotated[str, typer.Option(help="offline (--dataset) | online (queries)")] = "online",
     steps: Annotated[int, typer.Option(help="environment steps of policy training")] = 100_000,
@@ -163,6 +168,7 @@ def train_command(
     import torch
 
     from ratingrl.feedback.segments import FeedbackError
+    from ratingrl.rewards.training import parse_method_spec
     from ratingrl.rl.train import RunConfig, train
 
     torch.set_num_threads(max(1, threads))
@@ -180,10 +186,12 @@ def train_command(
             boundaries = _numbers(rating_boundaries, "rating-boundaries", float)
             if rating and len(rating) != 2:
                 raise _fail(f"--rating-range takes LOW,HIGH, got {rating_range!r}")
+            method_name, method_settings = parse_method_spec(method)
             config = RunConfig(
                 env_id=env,
                 algo=algo,
-                method=method,
+                method=method_name,
+                method_settings=method_settings,
                 mode=mode,
                 total_steps=steps,
                 seed=seed,

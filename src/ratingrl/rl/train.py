@@ -49,6 +49,7 @@ from ratingrl.rewards.training import (
     METHODS,
     R4Config,
     TrainerConfig,
+    TrainingError,
     method_config,
     train_mixed,
     train_reward_model,
@@ -84,6 +85,8 @@ class RunError(ValueError):
 def _f(default, help: str):  # noqa: A002 - mirrors dataclasses.field's metadata idiom
     if isinstance(default, list | tuple):
         return field(default_factory=lambda: tuple(default), metadata={"help": help})
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -94,6 +97,11 @@ class RunConfig:
     env_id: str = _f("dmc/cartpole-balance", "Gymnasium id or dmc/domain-task")
     algo: str = _f("sac", "sac | ppo")
     method: str = _f("r4", "reward method: r4 | rbrl | multitask | bt | regression | oracle")
+    method_settings: dict = _f(
+        {},
+        "the method's own settings (its config's fields), e.g. {'alpha': 1.0} for multitask or "
+        "{'kappa': 10} for rbrl; on the command line --method 'multitask[alpha=1]'",
+    )
     mode: str = _f("online", "offline (fixed --dataset) | online (queries while training)")
     total_steps: int = _f(100_000, "environment steps of policy training")
     seed: int = _f(0, "seed of everything (envs, policy, reward model, queries, teacher)")
@@ -204,6 +212,7 @@ class RunConfig:
                 raise RunError(message)
         self._validate_preference_budget()
         self._validate_equal_threshold()
+        self._validate_method_settings()
         if self.method == "oracle":
             return
         if self.mode == "offline":
@@ -240,6 +249,18 @@ class RunConfig:
                 )
             if self.dataset is not None or self.preferences is not None:
                 raise RunError("online runs collect their own labels: drop --dataset")
+
+    def _validate_method_settings(self) -> None:
+        """Unknown keys would otherwise fail only at the first reward update, rounds in."""
+        if not self.method_settings:
+            return
+        spec = ",".join(f"{k}={v}" for k, v in self.method_settings.items())
+        if self.method == "oracle":
+            raise RunError(f"--method oracle[{spec}]: the oracle has no settings")
+        try:
+            method_config(self.method, **self.method_settings)
+        except (TrainingError, TypeError) as err:
+            raise RunError(f"--method {self.method}[{spec}]: {err}") from None
 
     def _validate_equal_threshold(self) -> None:
         """The tie threshold belongs to the online preference teacher; elsewhere it would be
@@ -525,12 +546,12 @@ def _val_fraction(config: RunConfig) -> float:
 def _offline_reward(config: RunConfig, rated, pairs) -> tuple[RewardEnsemble, dict]:
     trainer = _trainer_config(config)
     if rated is not None and pairs is not None:
-        method = method_config("r4" if config.method == "bt" else config.method)
+        method = _method(config, "r4" if config.method == "bt" else config.method)
         result = train_mixed(
             rated, pairs, method, trainer, preference_weight=config.preference_weight
         )
     else:
-        result = train_reward_model(rated or pairs, method_config(config.method), trainer)
+        result = train_reward_model(rated or pairs, _method(config), trainer)
     return result.model, {"val_score": result.best_val_score, "epochs": len(result.history)}
 
 
@@ -538,15 +559,23 @@ R4_ONLINE_GROUPS = 10
 """R4's online batches hold 10 groups (one segment per class each); offline ones 64."""
 
 
-def _online_method(name: str):
-    """The method's settings for online updates: R4 uses its online batch of 10 groups.
+def _method(config: RunConfig, name: str | None = None):
+    """The settings of method ``name`` (default: the run's), with ``method_settings`` applied
+    when it is the run's own method (the Bradley-Terry half of a mixed run keeps its defaults)."""
+    name = name or config.method
+    return method_config(name, **(config.method_settings if name == config.method else {}))
+
+
+def _online_method(config: RunConfig):
+    """The method's settings for online updates: R4 uses its online batch of 10 groups
+    (unless ``method_settings`` names ``groups_per_batch``).
 
     With 64 groups of one segment per class an R4 batch holds 4-6x the segments of the other
     methods' batches, which made each online update ~6x slower than RbRL's (127 s against
     21 s of reward training in a 100k-step PPO run) for no gain in the policy.
     """
-    method = method_config(name)
-    if isinstance(method, R4Config):
+    method = _method(config)
+    if isinstance(method, R4Config) and "groups_per_batch" not in config.method_settings:
         method = replace(method, groups_per_batch=R4_ONLINE_GROUPS)
     return method
 
@@ -558,7 +587,7 @@ def _updater(config: RunConfig) -> RewardUpdater:
     ``preference_weight`` x Bradley-Terry); either alone trains with its own method (pairs with
     Bradley-Terry), e.g. while the ratings still hold one class. Warm-started from ``model``.
     """
-    method, trainer = _online_method(config.method), _trainer_config(config)
+    method, trainer = _online_method(config), _trainer_config(config)
 
     def update(labels: Sequence[Labels | None], model: RewardEnsemble | None):
         ratings = next((d for d in labels if isinstance(d, RatedSegments)), None)
@@ -575,7 +604,7 @@ def _updater(config: RunConfig) -> RewardUpdater:
         elif ratings is not None:
             result = train_reward_model(ratings, method, seeded, model=model)
         else:
-            result = train_reward_model(pairs, method_config("bt"), seeded, model=model)
+            result = train_reward_model(pairs, _method(config, "bt"), seeded, model=model)
         row = {
             "epochs": len(result.history),
             "best_epoch": result.best_epoch,
@@ -668,6 +697,9 @@ def check(config: RunConfig) -> dict:
     if config.mode == "offline" and config.method != "oracle":
         _load_offline(config, dims)
     plan: dict = {"env_id": config.env_id, "obs_dim": dims[0], "act_dim": dims[1]}
+    if config.method != "oracle":
+        method = _online_method(config) if config.mode == "online" else _method(config)
+        plan["method"] = dataclasses.asdict(method)
     if config.mode == "online" and config.method != "oracle":
         plan["schedule"] = _schedule(config).to_dict()
         teacher = _teacher_source(config).teacher

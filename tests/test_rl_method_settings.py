@@ -1,0 +1,69 @@
+"""A method's own settings (``--method 'multitask[alpha=1]'``) reach the reward updates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from ratingrl.experiments.train_cmd import train_command
+from ratingrl.rewards.training import MultiTaskConfig, R4Config, RbRLConfig
+from ratingrl.rl.train import (
+    R4_ONLINE_GROUPS,
+    RunConfig,
+    RunError,
+    _method,
+    _online_method,
+    _with_defaults,
+)
+
+app = typer.Typer()
+app.command("train")(train_command)
+app.command("noop")(lambda: None)  # two commands so "train" is a subcommand, as in cli.py
+runner = CliRunner()
+
+
+def test_settings_replace_the_defaults_of_the_runs_own_method():
+    config = RunConfig(method="multitask", method_settings={"alpha": 1.0, "kappa": 10.0})
+    assert _online_method(config) == MultiTaskConfig(alpha=1.0, kappa=10.0)
+    assert _method(RunConfig(method="rbrl")) == RbRLConfig()
+    # the Bradley-Terry half of a mixed run keeps its own defaults
+    assert _method(config, "bt").name == "bt"
+
+
+def test_r4_online_batches_keep_ten_groups_unless_a_setting_says_otherwise():
+    assert _online_method(RunConfig(method="r4")).groups_per_batch == R4_ONLINE_GROUPS
+    mine = RunConfig(method="r4", method_settings={"groups_per_batch": 3, "norm_penalty": 0.05})
+    assert _online_method(mine) == R4Config(groups_per_batch=3, norm_penalty=0.05)
+
+
+@pytest.mark.parametrize(
+    ("method", "settings", "message"),
+    [
+        ("rbrl", {"alpah": 1.0}, r"rbrl\[alpah=1.0\].*no setting \['alpah'\].*kappa"),
+        ("oracle", {"kappa": 1.0}, "the oracle has no settings"),
+        ("bt", {"kappa": 1.0}, "no setting"),
+    ],
+)
+def test_unknown_settings_are_refused_by_name(method, settings, message):
+    with pytest.raises(RunError, match=message):
+        RunConfig(method=method, method_settings=settings).validate()
+
+
+def test_a_run_stored_before_settings_existed_resumes_with_none():
+    stored = {k: v for k, v in RunConfig().to_dict().items() if k != "method_settings"}
+    assert RunConfig.from_dict(_with_defaults(stored)).method_settings == {}
+
+
+def test_cli_parses_bracketed_settings_and_shows_them_in_the_plan(tmp_path):
+    args = ["train", "--env", "dmc/cartpole-balance", "--steps", "400000", "--check"]
+    result = runner.invoke(app, [*args, "--method", "multitask[alpha=1,weighting=equal]"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["method"]["alpha"] == 1 and plan["method"]["weighting"] == "equal"
+    assert plan["method"]["name"] == "multitask"
+    bad = runner.invoke(app, [*args, "--method", "rbrl[alpha=1]", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "no setting ['alpha']" in bad.output
+    assert not (tmp_path / "x").exists()
