@@ -52,9 +52,16 @@ def test_unknown_settings_are_refused_by_name(method, settings, message):
         RunConfig(method=method, method_settings=settings).validate()
 
 
-def test_a_run_stored_before_settings_existed_resumes_with_none():
+def test_a_run_stored_before_settings_existed_resumes_as_it_ran(tmp_path):
     stored = {k: v for k, v in RunConfig().to_dict().items() if k != "method_settings"}
     assert RunConfig.from_dict(_with_defaults(stored)).method_settings == {}
+    # multi-task runs of that time used alpha = 1/H (None), the default then
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**stored, "method": "multitask"}))
+    config = RunConfig.load(path)
+    assert config.method_settings == {"alpha": None}
+    assert _online_method(config).alpha is None
+    assert MultiTaskConfig().alpha == 1.0
 
 
 def test_cli_parses_bracketed_settings_and_shows_them_in_the_plan(tmp_path):

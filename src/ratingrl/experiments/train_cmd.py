@@ -177,7 +177,7 @@ def train_command(
             stored = resume / "config.json"
             if not stored.exists():
                 raise _fail(f"{resume} is not a run folder (no config.json)")
-            config = RunConfig.from_dict(json.loads(stored.read_text()))
+            config = RunConfig.load(stored)
             run_dir = resume
         else:
             if out is None and not check:

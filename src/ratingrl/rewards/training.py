@@ -82,7 +82,12 @@ class MultiTaskConfig:
 
     kappa: float = 30.0
     alpha: float | None = field(
-        default=None, metadata={"help": "target scale; None = 1/H, i.e. targets log(1 + c)"}
+        default=1.0,
+        metadata={
+            "help": "target scale (unpublished). 1 puts the targets log(1 + H c) on the scale of "
+            "segment returns; None = 1/H (targets log(1 + c), at most log K: the default before "
+            "2026-12-03, which left the per-step reward nearly flat for a policy)"
+        },
     )
     weighting: losses.MultitaskWeighting = field(
         default="learned", metadata={"help": "learned | equal | classification | regression"}

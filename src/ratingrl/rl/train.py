@@ -177,6 +177,12 @@ class RunConfig:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        """The configuration stored in a run's ``config.json``, fields added since filled in as
+        that run used them (see :func:`_with_defaults`), so ``--resume`` accepts older runs."""
+        return cls.from_dict(_with_defaults(json.loads(Path(path).read_text())))
+
+    @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
@@ -512,6 +518,9 @@ def _with_defaults(stored: dict) -> dict:
     now the default, so resuming it must not count that as a changed configuration.
     """
     defaults = RunConfig().to_dict()
+    if "method_settings" not in stored and stored.get("method") == "multitask":
+        # such runs predate method settings and trained multi-task with that era's alpha = 1/H
+        defaults["method_settings"] = {"alpha": None}
     return {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
 
 
