@@ -64,6 +64,6 @@ def test_online_r4_uses_its_online_batch_of_ten_groups():
     from ratingrl.rewards.training import R4Config
     from ratingrl.rl.train import _online_method
 
-    method = _online_method("r4")
+    method = _online_method(replace(TINY, method="r4"))
     assert isinstance(method, R4Config) and method.groups_per_batch == 10
-    assert _online_method("rbrl").name == "rbrl"
+    assert _online_method(replace(TINY, method="rbrl")).name == "rbrl"
