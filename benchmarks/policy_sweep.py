@@ -10,10 +10,11 @@ skipped, so the script can be stopped and started again at no cost.
     .venv/bin/python benchmarks/policy_sweep.py --track ppo --report-only
 
 Policy recovery = true return of a method / the oracle's, same seed and same env steps (final
-evaluation; also the mean over the learning curve). Overhead = env steps per CPU second of the
-learned-reward run (reward updates included, evaluation excluded) / the oracle's; CPU time, because
-wall time on a machine shared with other jobs stretches with their load (the wall-clock ratio is
-reported too).
+evaluation; also the mean over the learning curve, and at the last evaluation both runs reached,
+by which a stopped or still-running run is compared). Overhead = env steps per CPU second of the
+learned-reward run (reward updates included, evaluation excluded) / the oracle's; CPU time,
+because wall time on a machine shared with other jobs stretches with their load (the wall-clock
+ratio is reported too).
 """
 
 from __future__ import annotations
@@ -178,11 +179,17 @@ def run_all(
 def _load_run(path: Path) -> dict | None:
     from ratingrl.rl.evaluation import eval_curve
 
-    if not (path / "summary.json").exists():
+    if not (path / "config.json").exists():
         return None
-    summary = json.loads((path / "summary.json").read_text())
     curve = eval_curve(path)
+    if not (path / "summary.json").exists():
+        # stopped or still running: only its evaluations so far can be compared
+        if not len(curve["env_steps"]):
+            return None
+        return {"finished": False, "curve": {k: v.tolist() for k, v in curve.items()}}
+    summary = json.loads((path / "summary.json").read_text())
     return {
+        "finished": True,
         "true_return_final": summary["true_return_final"]["mean"],
         "true_return_best": summary["true_return_best"]["mean"],
         "learned_return_final": (summary["learned_return_final"] or {}).get("mean"),
@@ -202,14 +209,20 @@ def _compare(runs: dict[str, dict[int, dict]]) -> dict:
     oracle = runs["oracle"]
     for method, done in runs.items():
         rec, rec_curve, over, over_cpu, over_loop = [], [], [], [], []
+        rec_common, common_steps = [], []
         for seed, r in done.items():
             if seed not in oracle:
                 continue
             o = oracle[seed]
-            rec.append(r["true_return_final"] / o["true_return_final"])
             n = min(len(r["curve"]["true_return"]), len(o["curve"]["true_return"]))
             ours, theirs = r["curve"]["true_return"][:n], o["curve"]["true_return"][:n]
             rec_curve.append(float(np.mean(ours) / np.mean(theirs)))
+            # the last evaluation both runs reached: a fair comparison of unfinished runs
+            rec_common.append(ours[-1] / theirs[-1])
+            common_steps.append(int(r["curve"]["env_steps"][n - 1]))
+            if not (r["finished"] and o["finished"]):
+                continue
+            rec.append(r["true_return_final"] / o["true_return_final"])
             if r["env_steps_per_s"] and o["env_steps_per_s"]:
                 over.append(r["env_steps_per_s"] / o["env_steps_per_s"])
             if r["env_steps_per_cpu_s"] and o["env_steps_per_cpu_s"]:
@@ -217,19 +230,25 @@ def _compare(runs: dict[str, dict[int, dict]]) -> dict:
                 # the same without the reward updates: the cost of the per-step machinery
                 cpu = r["env_steps"] / r["env_steps_per_cpu_s"] - r["reward_update_s"]
                 over_loop.append(r["env_steps"] / cpu / o["env_steps_per_cpu_s"])
-        finals = [r["true_return_final"] for r in done.values()]
+        finished = {seed: r for seed, r in done.items() if r["finished"]}
+        finals = [r["true_return_final"] for r in finished.values()]
         table[method] = {
             "seeds": sorted(done),
+            "finished_seeds": sorted(finished),
             "true_return_final_mean": float(np.mean(finals)) if finals else None,
             "true_return_final": finals,
             "policy_recovery_final": _mean_sd(rec),
             "policy_recovery_curve_mean": _mean_sd(rec_curve),
+            "policy_recovery_last_common_eval": _mean_sd(rec_common),
+            "last_common_eval_step": common_steps,
+            "true_return_last_eval": [r["curve"]["true_return"][-1] for r in done.values()],
+            "last_eval_step": [r["curve"]["env_steps"][-1] for r in done.values()],
             "overhead_steps_per_cpu_s_ratio": _mean_sd(over_cpu),
             "overhead_excluding_reward_updates": _mean_sd(over_loop),
             "overhead_steps_per_wall_s_ratio": _mean_sd(over),
-            "reward_update_s": [r["reward_update_s"] for r in done.values()],
-            "env_steps_per_s": [r["env_steps_per_s"] for r in done.values()],
-            "env_steps_per_cpu_s": [r["env_steps_per_cpu_s"] for r in done.values()],
+            "reward_update_s": [r["reward_update_s"] for r in finished.values()],
+            "env_steps_per_s": [r["env_steps_per_s"] for r in finished.values()],
+            "env_steps_per_cpu_s": [r["env_steps_per_cpu_s"] for r in finished.values()],
         }
     return table
 
@@ -315,17 +334,27 @@ def markdown(result: dict, env: str) -> str:
 
     rows = [
         "| method | final true return (per seed) | recovery (final) | recovery (curve) "
-        "| overhead (CPU) | excl. updates | reward updates (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| recovery (last common eval) | overhead (CPU) | excl. updates | reward updates (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for method, row in result["envs"][env]["summary"].items():
         if not row["seeds"]:
             continue
-        finals = ", ".join(f"{x:.0f}" for x in row["true_return_final"])
+        finals = iter(row["true_return_final"])
+        done = row["finished_seeds"]
+        per_seed = ", ".join(
+            f"{next(finals):.0f}" if seed in done else f"{ret:.0f} at {at // 1000}k"
+            for seed, ret, at in zip(
+                row["seeds"], row["true_return_last_eval"], row["last_eval_step"], strict=True
+            )
+        )
+        common = ms(row["policy_recovery_last_common_eval"])
+        if row["last_common_eval_step"]:
+            common += " (" + ", ".join(f"{s // 1000}k" for s in row["last_common_eval_step"]) + ")"
         updates = ", ".join(f"{x:.0f}" for x in row["reward_update_s"])
         rows.append(
-            f"| {method} | {finals} | {ms(row['policy_recovery_final'])} "
-            f"| {ms(row['policy_recovery_curve_mean'])} "
+            f"| {method} | {per_seed} | {ms(row['policy_recovery_final'])} "
+            f"| {ms(row['policy_recovery_curve_mean'])} | {common} "
             f"| {ms(row['overhead_steps_per_cpu_s_ratio'])} "
             f"| {ms(row['overhead_excluding_reward_updates'])} | {updates} |"
         )

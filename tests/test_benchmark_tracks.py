@@ -54,3 +54,36 @@ def test_check_writes_nothing_and_rejects_a_schedule_that_does_not_fit(tmp_path)
     result = runner.invoke(app, [*base, "--steps", "1000", "--budget", "100"])
     assert result.exit_code != 0 and "schedule" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def _run(returns, finished, steps_per_cpu_s=100.0):
+    steps = [25_000 * (i + 1) for i in range(len(returns))]
+    run = {"finished": finished, "curve": {"env_steps": steps, "true_return": returns}}
+    if finished:
+        run |= {
+            "true_return_final": returns[-1],
+            "env_steps": steps[-1],
+            "env_steps_per_s": steps_per_cpu_s,
+            "env_steps_per_cpu_s": steps_per_cpu_s,
+            "reward_update_s": 0.0,
+        }
+    return run
+
+
+def test_report_compares_a_stopped_run_at_the_last_evaluation_both_reached():
+    runs = {
+        "oracle": {0: _run([100.0, 200.0, 400.0, 800.0], finished=True)},
+        "r4": {0: _run([50.0, 100.0, 100.0], finished=False)},
+        "rbrl": {0: _run([100.0, 100.0, 200.0, 400.0], finished=True, steps_per_cpu_s=90.0)},
+    }
+    table = SWEEP._compare(runs)
+    stopped = table["r4"]
+    assert stopped["finished_seeds"] == [] and stopped["policy_recovery_final"] is None
+    assert stopped["policy_recovery_last_common_eval"]["mean"] == pytest.approx(100 / 400)
+    assert stopped["last_common_eval_step"] == [75_000]
+    assert stopped["policy_recovery_curve_mean"]["mean"] == pytest.approx(250 / 700)
+    done = table["rbrl"]
+    assert done["policy_recovery_final"]["mean"] == pytest.approx(0.5)
+    assert done["overhead_steps_per_cpu_s_ratio"]["mean"] == pytest.approx(0.9)
+    row = SWEEP.markdown({"envs": {"e": {"summary": table}}}, "e").splitlines()
+    assert "| r4 | 100 at 75k | - |" in row[3]
