@@ -19,6 +19,7 @@ import torch
 from ratingrl.feedback.io import load_preferences, load_rated, save_rated
 from ratingrl.feedback.rollouts import collect_episodes, random_policy, segment_episodes
 from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher
+from ratingrl.rl.checkpoint import load_state
 from ratingrl.rl.online import Schedule, ScheduleError
 from ratingrl.rl.train import RunConfig, RunError, _prepare_run_dir, train
 
@@ -225,9 +226,16 @@ def test_resume_after_kill_keeps_every_label(tmp_path):
     _kill_when(config, run, lambda: feedback.exists() and len(load_rated(feedback)) >= 20)
     before = load_rated(feedback)
     assert not (run / "summary.json").exists()
+    first = load_state(run / "checkpoint")["timing"]  # the killed session's share
+    assert first["steps"] > 0 and first["reward_update_s"] > 0
     summary = train(config, run, resume=True, progress=False)
     after = load_rated(feedback)
     assert summary["labels_used"] == 40 == len(after)
+    # speed and update time cover the whole run, each step counted once
+    whole = load_state(run / "checkpoint")["timing"]
+    assert whole["steps"] == 1500 and whole["busy_cpu_s"] > first["busy_cpu_s"]
+    assert summary["reward_update_s"] == whole["reward_update_s"] > first["reward_update_s"]
+    assert summary["env_steps_per_cpu_s"] == pytest.approx(1500 / whole["busy_cpu_s"])
     np.testing.assert_array_equal(after.ratings[: len(before)], before.ratings)
     np.testing.assert_array_equal(after.segments.obs[: len(before)], before.segments.obs)
     assert summary["env_steps"] == 1500

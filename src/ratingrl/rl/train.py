@@ -653,6 +653,21 @@ def _logger(run_dir: Path, start: int) -> Logger:
     return Logger(str(run_dir), formats)
 
 
+@dataclass(frozen=True)
+class _RunTiming:
+    """Env steps trained and time spent training them, summed over a run's sessions.
+
+    Stored in every checkpoint, so a run resumed after a kill reports the speed of all its
+    steps; steps trained after the last checkpoint are trained again and counted once.
+    ``busy`` excludes evaluation; ``reward_update_s`` is the part spent training the reward.
+    """
+
+    steps: int = 0
+    busy_s: float = 0.0
+    busy_cpu_s: float = 0.0
+    reward_update_s: float = 0.0
+
+
 class _Monitor(BaseCallback):
     """Progress bar (steps/s, labels, latest true/learned return) and periodic checkpoints."""
 
@@ -837,6 +852,22 @@ def train(
             loop.trained_retracted = int(state.get("trained_retracted", 0))
 
     session_start = time.perf_counter()
+    # the training time of every earlier session (resumes included), so that the summary's
+    # speed and reward-update time describe the whole run, not its last session
+    timing = _RunTiming(**state.get("timing", {}))
+    learn_start, learn_cpu = time.perf_counter(), time.process_time()
+    frozen: list[_RunTiming] = []  # set once training ends: later work is not training
+
+    def timing_now() -> _RunTiming:
+        if frozen:
+            return frozen[0]
+        return _RunTiming(
+            steps=timing.steps + int(algo.num_timesteps) - start_steps,
+            busy_s=timing.busy_s + time.perf_counter() - learn_start - evaluator.seconds,
+            busy_cpu_s=timing.busy_cpu_s + time.process_time() - learn_cpu - evaluator.cpu_seconds,
+            reward_update_s=timing.reward_update_s
+            + (loop.update_seconds if loop is not None else 0.0),
+        )
 
     def current_reward():
         model = loop.reward_model if loop is not None else reward_model
@@ -859,6 +890,7 @@ def train(
                 "trained_on": loop.trained_on if loop is not None else 0,
                 "trained_retracted": loop.trained_retracted if loop is not None else 0,
                 "wall_time_s": wall_before + time.perf_counter() - session_start,
+                "timing": asdict(timing_now()),
                 "starts": starts,
             },
             model,
@@ -906,15 +938,13 @@ def train(
         callbacks = [c for c in (loop, monitor, evaluator, learned_returns) if c is not None]
         if defer:
             callbacks.insert(1 if loop is not None else 0, PPORolloutScorer(reward_env))
-        learn_start, learn_cpu = time.perf_counter(), time.process_time()
         if loop is not None and loop.stale:
             # labels that arrived (or were withdrawn) after the last checkpoint: train first
             loop.init_callback(algo)
             loop.update_reward()
         if remaining > 0:
             algo.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
-        learn_seconds = time.perf_counter() - learn_start
-        learn_cpu = time.process_time() - learn_cpu
+        frozen.append(timing_now())
     reward_env.close()
     final = evaluate(
         algo,
@@ -933,9 +963,8 @@ def train(
     _log_eval(algo.logger, final)  # the CSV's learning curve ends with the summary's numbers
     algo.save(run_dir / "policy.zip")
     write_checkpoint()
-    trained = int(algo.num_timesteps) - start_steps
-    busy = learn_seconds - evaluator.seconds
-    busy_cpu = learn_cpu - evaluator.cpu_seconds
+    run_timing = frozen[0]
+    trained, busy, busy_cpu = run_timing.steps, run_timing.busy_s, run_timing.busy_cpu_s
     best = max(history, key=lambda r: r["true_return"]["mean"])
     summary = {
         "true_return_final": final["true_return"],
@@ -949,7 +978,7 @@ def train(
         "env_steps_per_s": trained / busy if trained > 0 and busy > 0 else None,
         # CPU time does not stretch when other jobs share the machine: compare runs with this
         "env_steps_per_cpu_s": trained / busy_cpu if trained > 0 and busy_cpu > 0 else None,
-        "reward_update_s": loop.update_seconds if loop is not None else 0.0,
+        "reward_update_s": run_timing.reward_update_s,
         "reward_model": reward_log,
         "evaluations": history,
         "config": config.to_dict(),
