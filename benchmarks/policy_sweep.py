@@ -340,10 +340,10 @@ def markdown(result: dict, env: str) -> str:
     for method, row in result["envs"][env]["summary"].items():
         if not row["seeds"]:
             continue
-        finals = iter(row["true_return_final"])
+        # a finished run's curve ends with its final evaluation (train logs it last)
         done = row["finished_seeds"]
         per_seed = ", ".join(
-            f"{next(finals):.0f}" if seed in done else f"{ret:.0f} at {at // 1000}k"
+            f"{ret:.0f}" if seed in done else f"{ret:.0f} at {at // 1000}k"
             for seed, ret, at in zip(
                 row["seeds"], row["true_return_last_eval"], row["last_eval_step"], strict=True
             )

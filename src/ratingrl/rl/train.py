@@ -856,11 +856,11 @@ def train(
     # speed and reward-update time describe the whole run, not its last session
     timing = _RunTiming(**state.get("timing", {}))
     learn_start, learn_cpu = time.perf_counter(), time.process_time()
-    frozen: list[_RunTiming] = []  # set once training ends: later work is not training
+    run_timing: _RunTiming | None = None  # set once training ends: later work is not training
 
     def timing_now() -> _RunTiming:
-        if frozen:
-            return frozen[0]
+        if run_timing is not None:
+            return run_timing
         return _RunTiming(
             steps=timing.steps + int(algo.num_timesteps) - start_steps,
             busy_s=timing.busy_s + time.perf_counter() - learn_start - evaluator.seconds,
@@ -944,7 +944,7 @@ def train(
             loop.update_reward()
         if remaining > 0:
             algo.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
-        frozen.append(timing_now())
+        run_timing = timing_now()
     reward_env.close()
     final = evaluate(
         algo,
@@ -963,7 +963,6 @@ def train(
     _log_eval(algo.logger, final)  # the CSV's learning curve ends with the summary's numbers
     algo.save(run_dir / "policy.zip")
     write_checkpoint()
-    run_timing = frozen[0]
     trained, busy, busy_cpu = run_timing.steps, run_timing.busy_s, run_timing.busy_cpu_s
     best = max(history, key=lambda r: r["true_return"]["mean"])
     summary = {
