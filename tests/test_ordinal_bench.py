@@ -1,6 +1,8 @@
 """The ordinal benchmark: result layout, seeding, protocol and the Typer command (smoke size)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import typer
@@ -10,9 +12,9 @@ from ratingrl.experiments.ordinal_bench import (
     METHODS,
     OrdinalBenchConfig,
     format_table,
-    ordinal_command,
     run_ordinal_benchmark,
 )
+from ratingrl.experiments.ordinal_cli import ordinal_command
 
 METRICS = {"mae", "accuracy", "kendall_tau", "spearman", "query_tau"}
 
@@ -90,3 +92,19 @@ def test_typer_command_writes_json_and_plot(tmp_path) -> None:
     assert data["command"].startswith("ratingrl bench ordinal --seeds 1")
     assert "--quick" in data["command"] and out.with_suffix(".png").stat().st_size > 0
     assert "grpo_ranking" in result.output
+
+
+def test_command_imports_the_runner_lazily_and_the_runner_never_imports_the_command() -> None:
+    """One direction only: config <- runner <- command; the command starts without torch."""
+    code = (
+        "import sys\n"
+        "import ratingrl.experiments.ordinal_cli\n"
+        "assert 'torch' not in sys.modules, 'the command module imported torch'\n"
+        "assert 'ratingrl.experiments.ordinal_bench' not in sys.modules\n"
+        "for name in [m for m in sys.modules if m.startswith('ratingrl.experiments.ordinal')]:\n"
+        "    del sys.modules[name]\n"
+        "import ratingrl.experiments.ordinal_bench\n"
+        "assert 'ratingrl.experiments.ordinal_cli' not in sys.modules, 'runner imports command'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

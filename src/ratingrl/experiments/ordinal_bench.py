@@ -17,8 +17,9 @@ Protocol (per seed; every method sees the same images in the same order):
    over all held-out images (averaged over the two tasks), and the mean tau inside held-out
    queries of 2, 4 and 8 images.
 
-Run it with ``ratingrl bench ordinal --out results.json`` (see :func:`ordinal_command`) or
-:func:`run_ordinal_benchmark`.
+Run it with ``ratingrl bench ordinal --out results.json`` (the command is
+:func:`ratingrl.experiments.ordinal_cli.ordinal_command`) or :func:`run_ordinal_benchmark`; the
+configuration is :class:`~ratingrl.experiments.ordinal_config.OrdinalBenchConfig`.
 """
 
 from __future__ import annotations
@@ -39,14 +40,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ratingrl.experiments.ordinal_cli import (  # noqa: F401 - re-exported
+from ratingrl.experiments.ordinal_config import (
     GRPO_METHODS,
     METHODS,
     SUPERVISED,
     TABLE_METRICS,
     WARM,
     OrdinalBenchConfig,
-    ordinal_command,
 )
 from ratingrl.ordinal.baselines import SupervisedConfig, predict_pool, train_supervised
 from ratingrl.ordinal.data import (
@@ -77,7 +77,6 @@ __all__ = [
     "METHODS",
     "OrdinalBenchConfig",
     "format_table",
-    "ordinal_command",
     "plot_results",
     "run_ordinal_benchmark",
 ]
