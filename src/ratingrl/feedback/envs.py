@@ -11,6 +11,8 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering; set before mujoco is imported
 
+import logging  # noqa: E402
+import sys  # noqa: E402
 import warnings  # noqa: E402
 
 import gymnasium as gym  # noqa: E402
@@ -30,6 +32,31 @@ def _mujoco_warning(message: str) -> None:
 
 
 mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+class _DropKnownNotices(logging.Filter):
+    """Drops the upstream notices above from a logger; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(notice in message for notice in _KNOWN_UPSTREAM_NOTICES)
+
+
+_ABSL_FILTER = _DropKnownNotices()
+
+
+def _quiet_dm_control_notices() -> None:
+    """Drop the same notices once dm_control has taken over MuJoCo's warning callback.
+
+    Importing dm_control (Shimmy's DeepMind Control envs, :func:`dm_control_physics`) replaces
+    the callback above with one that logs every MuJoCo warning to the ``absl`` logger, so each
+    HalfCheetah built afterwards printed ``WARNING:absl:compiler attribute 'settotalmass' ...``.
+    We filter that logger rather than take the callback back, so dm_control's other warnings
+    still reach it. Only once absl has created its logger: creating it first would give absl a
+    plain ``logging.Logger`` instead of its own class. Adding the same filter twice is a no-op.
+    """
+    if "absl.logging" in sys.modules:
+        logging.getLogger("absl").addFilter(_ABSL_FILTER)
 
 __all__ = [
     "make_env",
@@ -58,6 +85,7 @@ def _make_dmc(env_id: str, render_mode: str | None, **kwargs: object) -> gym.Env
     import shimmy
 
     gym.register_envs(shimmy)
+    _quiet_dm_control_notices()
     gym_id = dmc_gym_id(env_id)
     if gym_id not in gym.registry:
         known = sorted(
@@ -77,6 +105,7 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs: object) -> g
     """
     if not isinstance(env_id, str) or not env_id:
         raise EnvError(f"env must be a non-empty string, got {env_id!r}")
+    _quiet_dm_control_notices()  # dm_control may have been imported by the caller
     if env_id.startswith(DMC_PREFIX):
         return _make_dmc(env_id, render_mode, **kwargs)
     try:
@@ -95,6 +124,7 @@ def dm_control_physics(env: gym.Env) -> object | None:
         from shimmy.dm_control_compatibility import DmControlCompatibilityV0
     except ImportError:  # shimmy (or dm_control) not installed: no DeepMind Control envs
         return None
+    _quiet_dm_control_notices()
     unwrapped = env.unwrapped
     if isinstance(unwrapped, DmControlCompatibilityV0):
         return unwrapped._env.physics
