@@ -124,7 +124,7 @@ def test_recorded_states_match_the_observations_across_autoresets():
     assert segments.states is not None and segments.states.shape == (len(segments), 4, 4)
     # a checkpoint keeps the states
     restored = EpisodeRecorder(2, capacity=100, record_states=True)
-    restored.load_state(recorder.state())
+    restored.load_state_dict(recorder.state_dict())
     np.testing.assert_array_equal(restored.segments(4, 1).states, segments.states)
 
 
@@ -148,7 +148,7 @@ def test_a_recorder_with_states_drops_restored_episodes_without_them():
     for t in range(6):
         old.add(np.zeros((1, 2)), np.zeros((1, 1)), np.ones(1), np.array([t % 3 == 2]))
     new = EpisodeRecorder(1, record_states=True)
-    new.load_state(old.state())
+    new.load_state_dict(old.state_dict())
     assert len(new.episodes) == 0 and new.next_id == 2
     with pytest.raises(ValueError, match="needs states"):
         new.add(np.zeros((1, 2)), np.zeros((1, 1)), np.ones(1), np.array([False]))

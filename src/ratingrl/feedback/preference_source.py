@@ -1,4 +1,4 @@
-"""Where preference labels come from: :class:`RatingSource`'s request/collect shape, for pairs.
+"""Where preference labels come from: :class:`FeedbackSource`'s request/collect, for pairs.
 
 The online loop asks for labels the same way whatever the feedback is: ``request`` a query,
 ``collect`` what has arrived. For ratings the query is a :class:`SegmentSet`; for preferences it
@@ -11,12 +11,14 @@ answers.
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import ClassVar
 
 import numpy as np
 
 from ratingrl.feedback.segments import FeedbackError, PreferencePairs, SegmentSet
+from ratingrl.feedback.sources import FeedbackSource, generator_state
 from ratingrl.feedback.teachers import PreferenceTeacher
 
 __all__ = ["SegmentPairs", "PreferenceSource", "PreferenceTeacherSource"]
@@ -38,21 +40,22 @@ class SegmentPairs:
         return len(self.first)
 
 
-@runtime_checkable
-class PreferenceSource(Protocol):
-    """Anything that can compare pairs of segments, now or later."""
+class PreferenceSource(FeedbackSource):
+    """A source of comparisons: ``request(SegmentPairs)``, ``collect() -> PreferencePairs``."""
 
-    def request(self, pairs: SegmentPairs) -> None:
-        """Queue ``pairs`` for comparison."""
-        ...
+    kind: ClassVar[str] = "pairs"
 
+    @abstractmethod
+    def request(self, queries: SegmentPairs) -> None:
+        """Queue pairs for comparison."""
+
+    @abstractmethod
     def collect(self, timeout: float = 0.0) -> PreferencePairs | None:
         """Labels that arrived since the last call (waiting up to ``timeout`` s), or None."""
-        ...
 
 
 @dataclass
-class PreferenceTeacherSource:
+class PreferenceTeacherSource(PreferenceSource):
     """A simulated :class:`PreferenceTeacher` behind the request/collect interface."""
 
     teacher: PreferenceTeacher
@@ -60,12 +63,12 @@ class PreferenceTeacherSource:
     skipped: int = 0
     _pending: list[SegmentPairs] = field(default_factory=list, init=False, repr=False)
 
-    def request(self, pairs: SegmentPairs) -> None:
-        if len(pairs) == 0:
+    def request(self, queries: SegmentPairs) -> None:
+        if len(queries) == 0:
             raise FeedbackError("request() needs at least one pair")
-        if pairs.first.true_rewards is None or pairs.second.true_rewards is None:
+        if queries.first.true_rewards is None or queries.second.true_rewards is None:
             raise FeedbackError("a simulated teacher needs segments with true_rewards")
-        self._pending.append(pairs)
+        self._pending.append(queries)
 
     def collect(self, timeout: float = 0.0) -> PreferencePairs | None:
         del timeout  # a teacher never keeps anyone waiting
@@ -82,3 +85,11 @@ class PreferenceTeacherSource:
         keep = np.flatnonzero(answered)
         source = {**self.teacher.to_dict(), "rated_at": started}
         return PreferencePairs(first.subset(keep), second.subset(keep), labels[keep], source)
+
+    def state_dict(self) -> dict:
+        return {"rng": generator_state(self.rng), "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("rng") is not None:
+            self.rng.bit_generator.state = state["rng"]
+        self.skipped = int(state.get("skipped", self.skipped))

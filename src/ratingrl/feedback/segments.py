@@ -368,6 +368,36 @@ class RatedSegments:
             None if self.label_id is None else self.label_id[idx],
         )
 
+    @classmethod
+    def concat(cls, parts: Sequence[RatedSegments]) -> RatedSegments:
+        """The ratings of ``parts`` one after another, keeping the first part's source.
+
+        All parts must share one scale (a changed scale needs a remap first, see
+        :class:`~ratingrl.feedback.store.FeedbackStore`). ``rater`` and ``label_id`` are kept
+        where any part has them, None in the rows of parts that lack them.
+        """
+        if not parts:
+            raise FeedbackError("cannot concatenate an empty list of rated segments")
+        for part in parts[1:]:
+            if part.scale != parts[0].scale:
+                raise FeedbackError(f"ratings on scale {part.scale} cannot join {parts[0].scale}")
+
+        def optional(name: str) -> np.ndarray | None:
+            cols = [getattr(p, name) for p in parts]
+            none = [np.full(len(p), None, dtype=object) for p in parts]
+            return None if all(c is None for c in cols) else np.concatenate(
+                [n if c is None else c for c, n in zip(cols, none, strict=True)]
+            )
+
+        return cls(
+            SegmentSet.concat([p.segments for p in parts]),
+            np.concatenate([p.ratings for p in parts]),
+            parts[0].scale,
+            parts[0].source,
+            optional("rater"),
+            optional("label_id"),
+        )
+
     def without_ids(self, ids: Collection[str]) -> RatedSegments:
         """These ratings minus every row whose ``label_id`` is in ``ids`` (rows without an id
         are kept: nothing can name them)."""
@@ -411,4 +441,16 @@ class PreferencePairs:
         idx = np.asarray(indices, dtype=np.int64)
         return PreferencePairs(
             self.first.subset(idx), self.second.subset(idx), self.labels[idx], dict(self.source)
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[PreferencePairs]) -> PreferencePairs:
+        """The pairs of ``parts`` one after another, keeping the first part's source."""
+        if not parts:
+            raise FeedbackError("cannot concatenate an empty list of preference pairs")
+        return cls(
+            SegmentSet.concat([p.first for p in parts]),
+            SegmentSet.concat([p.second for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            parts[0].source,
         )

@@ -1,82 +1,116 @@
-"""Where ratings come from: the one interface the training loop talks to.
+"""Where labels come from: the one interface the training loop talks to.
 
-A :class:`RatingSource` is asked to rate some segments (``request``) and later hands back
-whatever ratings have arrived (``collect``). A simulated teacher answers at once; the rating app
-answers when people do. The online loop only ever sees this protocol, so swapping a teacher for
-real raters changes no training code.
+A :class:`FeedbackSource` is asked for labels (``request``) and later hands back whatever has
+arrived (``collect``). A simulated teacher answers at once; people in the rating app answer when
+they do. The online loop only ever sees this interface, so swapping a teacher for real raters
+changes no training code. :class:`RatingSource` asks for ratings of segments,
+:class:`~ratingrl.feedback.preference_source.PreferenceSource` for comparisons of pairs.
 
-A source may also say it wants simulator states with its queries (an optional ``wants_states``
-attribute, read with :func:`wants_states`): the rating app does, to show people the real robot;
-a simulated teacher does not, and then the training loop does not pay for recording them.
+Optional capabilities are explicit attributes and methods with safe defaults, so a source says
+what it can do instead of the loop probing for it:
 
-A source may also take labels back (an optional ``retracted()`` method, read with
-:func:`retracted`): a person who undoes a rating in the app withdraws a label the loop may
-already have collected. Labels are named by ``RatedSegments.label_id``. A teacher never changes
-its mind and need not implement it.
+- ``wants_states`` (default False): queries should carry simulator states where the environment
+  has them. The rating app sets it, to show people the real robot; a simulated teacher does not,
+  and then the training loop does not pay for recording them.
+- :meth:`FeedbackSource.retracted` (default: nothing): labels withdrawn since the last call, by
+  ``RatedSegments.label_id``. A person who undoes a rating in the app withdraws a label the
+  loop may already have collected; a teacher never changes its mind.
+- :meth:`RatingSource.remapper` (default None): how ratings on an earlier, finer scale map onto
+  the source's current scale, for sources whose scale coarsens mid-run (R4's response shift).
+- :meth:`FeedbackSource.state_dict` / :meth:`FeedbackSource.load_state_dict` (default: no
+  state): what a resumed run needs to continue the source where it stopped, e.g. a teacher's
+  random stream.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ratingrl.feedback.segments import FeedbackError, RatedSegments, RatingScale, SegmentSet
 from ratingrl.feedback.teachers import DynamicRatingTeacher, RatingTeacher
 
-__all__ = ["RatingSource", "TeacherSource", "retracted", "wants_states"]
+__all__ = ["FeedbackSource", "RatingSource", "TeacherSource", "RemapFn", "generator_state"]
+
+RemapFn = Callable[[np.ndarray], np.ndarray]
+"""Ratings on a finer scale -> the same ratings on the source's new, coarser scale."""
 
 
-@runtime_checkable
-class RatingSource(Protocol):
-    """Anything that can rate segments, now or later.
+class FeedbackSource(ABC):
+    """Anything that answers queries, now or later (subclass it; see the module docstring).
 
-    Optional, and so not part of the protocol's checked members: ``wants_states: bool`` -- True
-    asks the training loop to send queries with simulator states (``SegmentSet.states``) where
-    the environment has them. Absent means False; see :func:`wants_states`.
-
-    Optional too: ``retracted() -> Iterable[str]`` -- the ``label_id`` of labels withdrawn since
-    the last call (each reported once). It may name labels that were never handed out by
-    ``collect`` (withdrawn before they were collected); the loop ignores those. Absent means
-    nothing is ever withdrawn; see :func:`retracted`.
+    ``kind`` names what the source hands back: ``"ratings"`` or ``"pairs"``.
     """
+
+    kind: ClassVar[str]
+    wants_states: bool = False
+
+    @abstractmethod
+    def request(self, queries: Any) -> None:
+        """Queue ``queries`` (segments to rate, or pairs to compare)."""
+
+    @abstractmethod
+    def collect(self, timeout: float = 0.0) -> Any | None:
+        """Labels that arrived since the last call (waiting up to ``timeout`` s), or None."""
+
+    def retracted(self) -> Collection[str]:
+        """``label_id`` of labels withdrawn since the last call, each reported once.
+
+        May name labels never handed out by :meth:`collect` (withdrawn before they were
+        collected); the loop ignores those. The default withdraws nothing.
+        """
+        return ()
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue this source (picklable); default none."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`; ``{}`` (a source that saved nothing) is a no-op."""
+        del state
+
+    def resumed(self, labels_held: int) -> None:
+        """Told on resume how many of its labels the run holds, which may be more than its
+        saved state knows of (labels are stored the moment they arrive, checkpoints later)."""
+        del labels_held
+
+
+class RatingSource(FeedbackSource):
+    """A source of ratings: ``request(SegmentSet)``, ``collect() -> RatedSegments | None``."""
+
+    kind: ClassVar[str] = "ratings"
 
     @property
+    @abstractmethod
     def scale(self) -> RatingScale:
         """The scale ratings are given on (it may change, e.g. with dynamic classes)."""
-        ...
 
-    def request(self, segments: SegmentSet) -> None:
-        """Queue ``segments`` for rating."""
-        ...
+    @abstractmethod
+    def request(self, queries: SegmentSet) -> None:
+        """Queue segments for rating."""
 
+    @abstractmethod
     def collect(self, timeout: float = 0.0) -> RatedSegments | None:
         """Ratings that arrived since the last call (waiting up to ``timeout`` s), or None."""
-        ...
+
+    def remapper(self) -> RemapFn | None:
+        """Maps ratings of an earlier, finer scale onto the current one; None if the scale
+        never changes (the default)."""
+        return None
 
 
-def wants_states(source: object) -> bool:
-    """Whether ``source`` wants simulator states with its queries (``wants_states``, default
-    False): optional, so sources written before it, or that never show clips, need not say."""
-    return bool(getattr(source, "wants_states", False))
-
-
-def retracted(source: object) -> frozenset[str]:
-    """Label ids ``source`` withdrew since it was last asked (its optional ``retracted()``).
-
-    Optional, so simulated teachers and sources written before it need not implement it: they
-    retract nothing. Ids are strings, as in ``RatedSegments.label_id``.
-    """
-    method = getattr(source, "retracted", None)
-    if not callable(method):
-        return frozenset()
-    return frozenset(str(label) for label in method())
+def generator_state(rng: np.random.Generator) -> dict:
+    """A copy of ``rng``'s position in its stream, for a source's :meth:`state_dict`."""
+    return dict(rng.bit_generator.state)
 
 
 @dataclass
-class TeacherSource:
+class TeacherSource(RatingSource):
     """A simulated teacher behind the :class:`RatingSource` interface (answers immediately)."""
 
     teacher: RatingTeacher | DynamicRatingTeacher
@@ -87,12 +121,12 @@ class TeacherSource:
     def scale(self) -> RatingScale:
         return self.teacher.scale
 
-    def request(self, segments: SegmentSet) -> None:
-        if len(segments) == 0:
+    def request(self, queries: SegmentSet) -> None:
+        if len(queries) == 0:
             raise FeedbackError("request() needs at least one segment")
-        if segments.true_rewards is None:
+        if queries.true_rewards is None:
             raise FeedbackError("a simulated teacher needs segments with true_rewards")
-        self._pending.append(segments)
+        self._pending.append(queries)
 
     def collect(self, timeout: float = 0.0) -> RatedSegments | None:
         del timeout  # a teacher never keeps anyone waiting
@@ -105,3 +139,23 @@ class TeacherSource:
         ratings = self.teacher.rate(segments, self.rng)
         source = {**self.teacher.to_dict(), "rated_at": started}
         return RatedSegments(segments, ratings, scale, source)
+
+    def remapper(self) -> RemapFn | None:
+        return self.teacher.remap if isinstance(self.teacher, DynamicRatingTeacher) else None
+
+    def state_dict(self) -> dict:
+        state: dict = {"rng": generator_state(self.rng)}
+        if isinstance(self.teacher, DynamicRatingTeacher):
+            state["rated"] = self.teacher.rated
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("rng") is not None:
+            self.rng.bit_generator.state = state["rng"]
+        if isinstance(self.teacher, DynamicRatingTeacher):
+            self.teacher.rated = max(self.teacher.rated, int(state.get("rated", 0)))
+
+    def resumed(self, labels_held: int) -> None:
+        # every stored label came from this teacher: it has rated at least that many
+        if isinstance(self.teacher, DynamicRatingTeacher):
+            self.teacher.rated = max(self.teacher.rated, labels_held)

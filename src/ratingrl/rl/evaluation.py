@@ -16,11 +16,18 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 
 from ratingrl.feedback.rollouts import collect_episodes
 from ratingrl.rl.reward_wrapper import EpisodeRecorder, StepRewardFn
 
-__all__ = ["evaluate", "PeriodicEvaluation", "LearnedEpisodeReturns", "eval_curve"]
+__all__ = [
+    "evaluate",
+    "PeriodicEvaluation",
+    "log_evaluation",
+    "LearnedEpisodeReturns",
+    "eval_curve",
+]
 
 
 def evaluate(
@@ -85,14 +92,19 @@ class PeriodicEvaluation(BaseCallback):
         self.history.append(result)
         self.seconds += time.perf_counter() - started
         self.cpu_seconds += time.process_time() - cpu
-        self.logger.record("eval/env_steps", result["env_steps"])
-        self.logger.record("eval/true_return", result["true_return"]["mean"])
-        self.logger.record("eval/true_return_std", result["true_return"]["std"])
-        if result["learned_return"] is not None:
-            self.logger.record("eval/learned_return", result["learned_return"]["mean"])
-        self.logger.record("eval/episode_length", result["episode_length"])
-        self.logger.dump(self.num_timesteps)
+        log_evaluation(self.logger, result)
         return result
+
+
+def log_evaluation(logger: Logger, result: dict) -> None:
+    """One evaluation as a row of ``eval/`` columns (CSV and TensorBoard), at its env step."""
+    logger.record("eval/env_steps", result["env_steps"])
+    logger.record("eval/true_return", result["true_return"]["mean"])
+    logger.record("eval/true_return_std", result["true_return"]["std"])
+    if result["learned_return"] is not None:
+        logger.record("eval/learned_return", result["learned_return"]["mean"])
+    logger.record("eval/episode_length", result["episode_length"])
+    logger.dump(result["env_steps"])
 
 
 class LearnedEpisodeReturns(BaseCallback):

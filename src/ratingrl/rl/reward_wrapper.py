@@ -108,12 +108,12 @@ class EpisodeRecorder:
         """Every window of ``horizon`` steps (every ``stride`` steps) of the stored episodes."""
         return segment_episodes(list(self.episodes), horizon, stride)
 
-    def state(self) -> dict:
+    def state_dict(self) -> dict:
         """What a checkpoint keeps: the finished episodes (states included) and the next id."""
         return {"episodes": list(self.episodes), "next_id": self.next_id}
 
-    def load_state(self, state: dict) -> None:
-        """Restore :meth:`state`. A recorder that keeps states drops restored episodes without
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`. A recorder that keeps states drops restored episodes without
         any (from a run that did not record them): one such episode among the candidates would
         strip the states from every window (see ``segment_episodes``)."""
         episodes = state["episodes"]
