@@ -34,14 +34,10 @@ from ratingrl.feedback.teachers import (
     RatingTeacher,
     UniformRelabel,
 )
+from ratingrl.rewards.methods import R4, RewardMethod
+from ratingrl.rewards.methods import make_method as make_registered_method
 from ratingrl.rewards.nets import RewardEnsemble, RewardNetConfig
-from ratingrl.rewards.training import (
-    R4Config,
-    TrainerConfig,
-    method_config,
-    train_mixed,
-    train_reward_model,
-)
+from ratingrl.rewards.training import TrainerConfig, train_mixed, train_reward_model
 from ratingrl.rl.config import RunConfig
 from ratingrl.rl.online import RewardUpdater
 from ratingrl.rl.validation import RunError, method_data_kind
@@ -249,14 +245,15 @@ def _val_fraction(config: RunConfig) -> float:
     return 0.0 if config.mode == "online" else 0.1
 
 
-def make_method(config: RunConfig, name: str | None = None):
-    """The settings of method ``name`` (default: the run's), with ``method_settings`` applied
-    when it is the run's own method (the Bradley-Terry half of a mixed run keeps its defaults)."""
+def make_method(config: RunConfig, name: str | None = None) -> RewardMethod:
+    """Reward method ``name`` (default: the run's), with ``method_settings`` applied when it is
+    the run's own method (the Bradley-Terry half of a mixed run keeps its defaults)."""
     name = name or config.method
-    return method_config(name, **(config.method_settings if name == config.method else {}))
+    settings = config.method_settings if name == config.method else {}
+    return make_registered_method(name, **settings)
 
 
-def make_online_method(config: RunConfig):
+def make_online_method(config: RunConfig) -> RewardMethod:
     """The method's settings for online updates: R4 uses its online batch of 10 groups
     (unless ``method_settings`` names ``groups_per_batch``).
 
@@ -265,7 +262,7 @@ def make_online_method(config: RunConfig):
     21 s of reward training in a 100k-step PPO run) for no gain in the policy.
     """
     method = make_method(config)
-    if isinstance(method, R4Config) and "groups_per_batch" not in config.method_settings:
+    if isinstance(method, R4) and "groups_per_batch" not in config.method_settings:
         method = replace(method, groups_per_batch=R4_ONLINE_GROUPS)
     return method
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ratingrl.feedback.queries import PAIR_SELECTORS, SELECTORS
-from ratingrl.rewards.training import METHODS, TrainingError, method_config
+from ratingrl.rewards.methods import (
+    TrainingError,
+    load_plugins,
+    make_method,
+    method_class,
+    registered_methods,
+)
 
 if TYPE_CHECKING:
     from ratingrl.rl.config import RunConfig
@@ -28,12 +34,18 @@ class RunError(ValueError):
 
 def method_data_kind(name: str) -> str:
     """``"ratings"`` or ``"pairs"``: what the registered reward method ``name`` learns from."""
-    cls = METHODS[name]
-    return getattr(cls, "data_kind", "pairs" if name == "bt" else "ratings")
+    return method_class(name).data_kind
 
 
 def validate_config(config: RunConfig) -> None:
-    """Raise :class:`RunError` for options that do not fit together."""
+    """Raise :class:`RunError` for options that do not fit together.
+
+    The run's ``plugins`` are imported first: a method they register is then a known method.
+    """
+    try:
+        load_plugins(list(config.plugins))
+    except TrainingError as err:
+        raise RunError(f"--plugins: {err}") from None
     _check_choices(config)
     _check_preference_budget(config)
     _check_equal_threshold(config)
@@ -47,7 +59,7 @@ def validate_config(config: RunConfig) -> None:
 
 
 def _check_choices(config: RunConfig) -> None:
-    methods = [*METHODS, "oracle"]
+    methods = [*registered_methods(), "oracle"]
     checks = [
         (config.algo in ALGOS, f"unknown algo {config.algo!r}; choose one of {list(ALGOS)}"),
         (
@@ -121,7 +133,7 @@ def _check_method_settings(config: RunConfig) -> None:
     if config.method == "oracle":
         raise RunError(f"--method oracle[{spec}]: the oracle has no settings")
     try:
-        method_config(config.method, **config.method_settings)
+        make_method(config.method, **config.method_settings)
     except (TrainingError, TypeError) as err:
         raise RunError(f"--method {config.method}[{spec}]: {err}") from None
 
