@@ -17,7 +17,7 @@ from ratingrl.app.source import AppRatingSource
 from ratingrl.app.store import get_project
 from ratingrl.feedback.io import load_rated, save_segments
 from ratingrl.feedback.sources import RatingSource
-from ratingrl.rl.online import FeedbackStore
+from ratingrl.feedback.store import FeedbackStore
 
 NAN = np.nan
 

@@ -6,6 +6,10 @@ ratingrl app add-segments --from good.parquet --reference-level 3
 ratingrl app add-rater alice                  # prints alice's token and link
 ratingrl serve --db sqlite:///ratings.db      # 127.0.0.1:8000 unless --host is given
 ratingrl app export --out ratings.parquet
+
+Each command is one unit of work: it commits once at its end, or changes nothing when it fails.
+Each first brings the database to the current schema revision and says so when it upgraded an
+older one (:func:`ratingrl.app.schema.upgrade_database`).
 """
 
 from __future__ import annotations
@@ -38,10 +42,14 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _sessions(db: str):  # type: ignore[no-untyped-def]
-    from ratingrl.app.db import make_engine, make_sessionmaker
+def _open(db: str):  # type: ignore[no-untyped-def]
+    """The database at ``db`` with its schema at head; one line on stderr if it was upgraded."""
+    from ratingrl.app.schema import open_database
 
-    return make_sessionmaker(make_engine(db))
+    database = open_database(db)
+    if database.upgrade.message:
+        typer.echo(database.upgrade.message, err=True)
+    return database
 
 
 @app_cli.command("create-project")
@@ -81,7 +89,7 @@ def create_project_command(
             repeat_every=repeat_every,
             instructions=instructions,
         )
-        with _sessions(db)() as session:
+        with _open(db) as database, database.unit() as session:
             store.create_project(session, config)
     except (store.AppError, FeedbackError) as err:
         raise _fail(str(err)) from None
@@ -125,7 +133,7 @@ def add_segments_command(
 
     try:
         segments = _load_any(source)
-        with _sessions(db)() as session:
+        with _open(db) as database, database.unit() as session:
             proj = store.get_project(session, project)
             h = proj.clip_length
             if segments.horizon < h:
@@ -143,12 +151,14 @@ def add_segments_command(
                 segments = segments.subset(np.sort(rng.choice(len(segments), limit, False)))
             if reference_level is not None:
                 store.add_reference(session, proj, segments, reference_level)
-                typer.echo(f"set the example clip of level {reference_level}")
-                return
-            ids = store.add_segments(session, proj, segments, priority, source_tag="cli")
+            else:
+                ids = store.add_segments(session, proj, segments, priority, source_tag="cli")
     except (store.AppError, FeedbackError, ValueError, OSError) as err:
         raise _fail(str(err)) from None
-    typer.echo(f"queued {len(ids)} segments in project {proj.name!r}")
+    if reference_level is not None:
+        typer.echo(f"set the example clip of level {reference_level}")
+    else:
+        typer.echo(f"queued {len(ids)} segments in project {proj.name!r}")
 
 
 @app_cli.command("add-rater")
@@ -164,7 +174,7 @@ def add_rater_command(
     from ratingrl.app import store
 
     try:
-        with _sessions(db)() as session:
+        with _open(db) as database, database.unit() as session:
             token = store.add_rater(session, store.get_project(session, project), name)
     except store.AppError as err:
         raise _fail(str(err)) from None
@@ -181,12 +191,13 @@ def export_command(
 ) -> None:
     """Write the ratings as the Parquet feedback dataset (with rater ids and timestamps)."""
     from ratingrl.app import store
-    from ratingrl.app.export import export_ratings
+    from ratingrl.app.export import read_export, write_export
 
     try:
-        with _sessions(db)() as session:
-            n = export_ratings(session, store.get_project(session, project), out, include_repeats)
-    except store.AppError as err:
+        with _open(db) as database, database.unit() as session:
+            ratings = read_export(session, store.get_project(session, project), include_repeats)
+        n = write_export(ratings, out)  # after the commit: the file is written lock-free
+    except (store.AppError, OSError) as err:
         raise _fail(str(err)) from None
     typer.echo(f"wrote {n} ratings to {out}")
 
@@ -209,8 +220,16 @@ def serve_command(
     """Serve the rating page and JSON API (bound to 127.0.0.1 unless --host says otherwise)."""
     import uvicorn
 
+    from ratingrl.app.errors import AppError
+    from ratingrl.app.schema import upgrade_database
     from ratingrl.app.server import create_app
 
+    try:
+        upgrade = upgrade_database(db)
+    except AppError as err:
+        raise _fail(str(err)) from None
+    if upgrade.message:
+        typer.echo(upgrade.message, err=True)
     token = operator_token or secrets.token_urlsafe(24)
     if not operator_token:
         typer.echo(f"operator page: http://{host}:{port}/operator#token={token}", err=True)

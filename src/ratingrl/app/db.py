@@ -10,12 +10,21 @@ rating acknowledged to a rater survives a crash of the server process *and* of t
 every transaction starts with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout
 instead of failing with "database is locked" when a read lock cannot be upgraded. Any other
 SQLAlchemy URL (e.g. ``postgresql+psycopg://...``) is used as it is.
+
+The schema is created and upgraded by the Alembic migrations in ``app/migrations`` (see
+:func:`ratingrl.app.schema.upgrade_database`), never by ``create_all`` on a real database.
+Statuses are :class:`ItemStatus` / :class:`RatingStatus` members, stored as the plain strings
+(``"rated"``...) the tables have always held. Store functions never commit: a caller groups them
+in one :func:`unit_of_work`, committed once when the request or command is done.
 """
 
 from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
 
 import numpy as np
 from sqlalchemy import (
@@ -31,11 +40,14 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 __all__ = [
     "Base",
+    "ItemStatus",
+    "RatingStatus",
     "Project",
     "SegmentRow",
     "Rater",
@@ -43,9 +55,45 @@ __all__ = [
     "RatingRow",
     "make_engine",
     "make_sessionmaker",
+    "unit_of_work",
     "array_to_bytes",
     "bytes_to_array",
 ]
+
+
+class ItemStatus(str, Enum):
+    """Where a queue item stands: a hidden repeat waits (pending), then it is shown, answered."""
+
+    PENDING = "pending"
+    SHOWN = "shown"
+    RATED = "rated"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RatingStatus(str, Enum):
+    """What one row of the append-only ratings table records."""
+
+    RATED = "rated"
+    SKIPPED = "skipped"
+    UNDONE = "undone"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _status_column(enum: type[Enum]) -> SAEnum:
+    """A VARCHAR(16) holding the member's *value*, as the tables held bare strings before."""
+    return SAEnum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
 
 
 class Base(DeclarativeBase):
@@ -128,7 +176,9 @@ class QueueItem(Base):
     rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), index=True)
     is_repeat: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(16), default="shown")
+    status: Mapped[ItemStatus] = mapped_column(
+        _status_column(ItemStatus), default=ItemStatus.SHOWN
+    )
     due_after: Mapped[int] = mapped_column(Integer, default=0)
     shown_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
@@ -150,7 +200,7 @@ class RatingRow(Base):
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), index=True)
     value: Mapped[int | None] = mapped_column(Integer, nullable=True)
     scale_n: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[RatingStatus] = mapped_column(_status_column(RatingStatus))
     is_repeat: Mapped[bool] = mapped_column(Boolean, default=False)
     shown_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     answered_at: Mapped[float] = mapped_column(Float, default=_now)
@@ -173,8 +223,12 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(db_url: str, create: bool = True) -> Engine:
-    """An engine for ``db_url``; SQLite gets WAL, full sync and immediate transactions."""
+def make_engine(db_url: str) -> Engine:
+    """An engine for ``db_url``; SQLite gets WAL, full sync and immediate transactions.
+
+    It does not touch the schema: :func:`ratingrl.app.schema.open_database` also brings the
+    database to the current revision, which is what the server, CLI and source use.
+    """
     if db_url.startswith("sqlite"):
         engine = create_engine(
             db_url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8
@@ -182,13 +236,30 @@ def make_engine(db_url: str, create: bool = True) -> Engine:
         _sqlite_setup(engine)
     else:
         engine = create_engine(db_url, pool_pre_ping=True)
-    if create:
-        Base.metadata.create_all(engine)
     return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
+    """Sessions whose objects stay readable after commit (responses are built from them)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def unit_of_work(sessions: sessionmaker) -> Iterator[Session]:
+    """One transaction around a request or command: committed if the block ends normally.
+
+    Store functions only add and flush, so everything a request does is durable together or
+    not at all: an exception anywhere in the block (a refused request, a crash half-way) rolls
+    the whole unit back and propagates. When the block returns, the commit has happened, so a
+    response sent afterwards never acknowledges something that is not stored.
+    """
+    with sessions() as session:
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ratingrl.app import store
-from ratingrl.app.db import make_engine, make_sessionmaker
+from ratingrl.app.schema import open_database
 from ratingrl.feedback.segments import RatingScale, SegmentSet
 
 __all__ = ["DemoSpec", "synthetic_segments", "seed_demo"]
@@ -52,36 +52,35 @@ def synthetic_segments(n: int, horizon: int, obs_dim: int, act_dim: int, seed: i
 
 
 def seed_demo(db_url: str, spec: DemoSpec | None = None) -> dict[str, str]:
-    """Create the project, queue its segments and raters; returns ``{rater name: token}``."""
+    """Create the project, queue its segments and raters; returns ``{rater name: token}``.
+
+    One unit of work: a failure half-way (say, a bad rater name) leaves nothing behind.
+    """
     spec = spec or DemoSpec()
-    engine = make_engine(db_url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            project = store.create_project(
-                session,
-                store.ProjectConfig(
-                    name=spec.name,
-                    env_id=spec.env_id,
-                    scale=spec.scale,
-                    clip_length=spec.clip_length,
-                    fps=spec.fps,
-                    width=spec.size,
-                    height=spec.size,
-                    ratings_per_clip=spec.ratings_per_clip,
-                    repeat_every=spec.repeat_every,
-                    instructions="Rate how well the agent moves forward.",
-                ),
+    with open_database(db_url) as database, database.unit() as session:
+        project = store.create_project(
+            session,
+            store.ProjectConfig(
+                name=spec.name,
+                env_id=spec.env_id,
+                scale=spec.scale,
+                clip_length=spec.clip_length,
+                fps=spec.fps,
+                width=spec.size,
+                height=spec.size,
+                ratings_per_clip=spec.ratings_per_clip,
+                repeat_every=spec.repeat_every,
+                instructions="Rate how well the agent moves forward.",
+            ),
+        )
+        segments = synthetic_segments(
+            spec.n_segments, spec.clip_length, spec.obs_dim, spec.act_dim, spec.seed
+        )
+        store.add_segments(session, project, segments, priority=0.0, source_tag="demo")
+        if spec.references:
+            refs = synthetic_segments(
+                spec.scale.n, spec.clip_length, spec.obs_dim, spec.act_dim, spec.seed + 1
             )
-            segments = synthetic_segments(
-                spec.n_segments, spec.clip_length, spec.obs_dim, spec.act_dim, spec.seed
-            )
-            store.add_segments(session, project, segments, priority=0.0, source_tag="demo")
-            if spec.references:
-                refs = synthetic_segments(
-                    spec.scale.n, spec.clip_length, spec.obs_dim, spec.act_dim, spec.seed + 1
-                )
-                for level in range(spec.scale.n):
-                    store.add_reference(session, project, refs.subset([level]), level)
-            return {name: store.add_rater(session, project, name) for name in spec.raters}
-    finally:
-        engine.dispose()
+            for level in range(spec.scale.n):
+                store.add_reference(session, project, refs.subset([level]), level)
+        return {name: store.add_rater(session, project, name) for name in spec.raters}

@@ -11,39 +11,44 @@ are left out.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ratingrl.app import store
-from ratingrl.app.db import Project, Rater, SegmentRow
+from ratingrl.app.db import Project
 from ratingrl.feedback.io import atomic_path, save_rated
 from ratingrl.feedback.segments import RatedSegments
 
-__all__ = ["export_ratings"]
+__all__ = ["RatingsExport", "read_export", "write_export", "export_ratings"]
 
 
-def export_ratings(
-    session: Session, project: Project, path: str | Path, include_repeats: bool = False
-) -> int:
-    """Write the project's ratings to ``path`` (atomically); returns the number of rows."""
+@dataclass(frozen=True)
+class RatingsExport:
+    """An export read from the database: the dataset and the extra per-rating columns."""
+
+    data: RatedSegments
+    columns: dict[str, pa.Array]
+
+
+def read_export(
+    session: Session, project: Project, include_repeats: bool = False
+) -> RatingsExport:
+    """Read the project's current ratings for export (reads only; refuses an empty project).
+
+    Kept apart from :func:`write_export` so a caller can end its transaction before the file
+    is written, instead of holding the database while Parquet is encoded.
+    """
     rows = store.effective_ratings(session, project, include_repeats=include_repeats)
     if not rows:
         raise store.AppError(f"project {project.name!r} has no ratings to export yet")
     segments = store.segments_by_id(session, [r.segment_id for r in rows])
-    names = {r.id: r.name for r in session.scalars(select(Rater))}
-    public = dict(
-        session.execute(
-            select(SegmentRow.id, SegmentRow.public_id).where(
-                SegmentRow.id.in_({r.segment_id for r in rows})
-            )
-        ).all()
-    )
-    session.commit()
+    names = store.rater_names(session, project)
+    public = store.segment_public_ids(session, [r.segment_id for r in rows])
     data = RatedSegments(
         segments,
         np.array([r.value for r in rows]),
@@ -52,18 +57,34 @@ def export_ratings(
         np.array([names[r.rater_id] for r in rows], dtype=object),
         np.array([str(r.id) for r in rows], dtype=object),  # as AppRatingSource names them
     )
+    columns = {
+        "rater_id": pa.array([r.rater_id for r in rows], pa.int64()),
+        "clip_id": pa.array([public[r.segment_id] for r in rows], pa.string()),
+        "rating_id": pa.array([r.id for r in rows], pa.int64()),
+        "shown_at": pa.array([r.shown_at for r in rows], pa.float64()),
+        "answered_at": pa.array([r.answered_at for r in rows], pa.float64()),
+        "is_repeat": pa.array([bool(r.is_repeat) for r in rows], pa.bool_()),
+    }
+    return RatingsExport(data, columns)
+
+
+def write_export(export: RatingsExport, path: str | Path) -> int:
+    """Write ``export`` to ``path`` atomically; returns the number of rows."""
     with atomic_path(path) as tmp:
-        save_rated(data, tmp)
+        save_rated(export.data, tmp)
         table = pq.read_table(tmp)
-        extra = {
-            "rater_id": pa.array([r.rater_id for r in rows], pa.int64()),
-            "clip_id": pa.array([public[r.segment_id] for r in rows], pa.string()),
-            "rating_id": pa.array([r.id for r in rows], pa.int64()),
-            "shown_at": pa.array([r.shown_at for r in rows], pa.float64()),
-            "answered_at": pa.array([r.answered_at for r in rows], pa.float64()),
-            "is_repeat": pa.array([bool(r.is_repeat) for r in rows], pa.bool_()),
-        }
-        for name, column in extra.items():
+        for name, column in export.columns.items():
             table = table.append_column(name, column)
         pq.write_table(table, tmp, compression="zstd")
-    return len(rows)
+    return len(export.data)
+
+
+def export_ratings(
+    session: Session, project: Project, path: str | Path, include_repeats: bool = False
+) -> int:
+    """Write the project's ratings to ``path`` (atomically); returns the number of rows.
+
+    The caller's transaction stays open while the file is written; the CLI reads with
+    :func:`read_export` in its unit of work and writes after the commit.
+    """
+    return write_export(read_export(session, project, include_repeats), path)

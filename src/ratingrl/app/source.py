@@ -15,6 +15,7 @@ raters, they are not new labels.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ratingrl.app import store
-from ratingrl.app.db import Rater, make_engine, make_sessionmaker
+from ratingrl.app.db import unit_of_work
+from ratingrl.app.schema import open_database
 from ratingrl.feedback.segments import FeedbackError, RatedSegments, RatingScale, SegmentSet
 
 __all__ = ["AppRatingSource"]
@@ -48,14 +50,15 @@ class AppRatingSource:
     _undo_cursor: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._engine = make_engine(self.db_url)
-        self._sessions = make_sessionmaker(self._engine)
-        with self._sessions() as session:
+        database = open_database(self.db_url)  # an older database is upgraded first
+        if database.upgrade.message:
+            logging.getLogger(__name__).warning(database.upgrade.message)
+        self._engine, self._sessions = database.engine, database.sessions
+        with unit_of_work(self._sessions) as session:
             project = store.get_project(session, self.project)
             self._project_id = project.id
             self.project = project.name
             self._scale = store.project_scale(project)
-            session.commit()
 
     @property
     def scale(self) -> RatingScale:
@@ -74,7 +77,7 @@ class AppRatingSource:
         """
         if len(segments) == 0:
             raise FeedbackError("request() needs at least one segment")
-        with self._sessions() as session:
+        with unit_of_work(self._sessions) as session:  # all segments are queued, or none
             project = store.get_project(session, self.project)
             store.add_segments(session, project, segments, priority, states, source_tag=self.tag)
 
@@ -82,18 +85,14 @@ class AppRatingSource:
         """Ratings given to this source's segments since the last call, or None if none came."""
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            with self._sessions() as session:
+            with unit_of_work(self._sessions) as session:  # one read per poll
                 project = store.get_project(session, self.project)
                 rows = store.effective_ratings(
                     session, project, after_id=self._cursor, source_tag=self.tag
                 )
                 if rows:
                     segments = store.segments_by_id(session, [r.segment_id for r in rows])
-                    names = {
-                        r.id: r.name
-                        for r in session.query(Rater).filter(Rater.project_id == project.id)
-                    }
-                    session.commit()
+                    names = store.rater_names(session, project)
                     self._cursor = rows[-1].id
                     return RatedSegments(
                         segments,
@@ -108,7 +107,6 @@ class AppRatingSource:
                         np.array([names[r.rater_id] for r in rows], dtype=object),
                         np.array([str(r.id) for r in rows], dtype=object),
                     )
-                session.commit()
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
@@ -121,10 +119,9 @@ class AppRatingSource:
         had collected. Ids the run never held (undone before they were collected, another
         run's) are ignored by the training loop.
         """
-        with self._sessions() as session:
+        with unit_of_work(self._sessions) as session:
             project = store.get_project(session, self.project)
             undone = store.undone_ratings(session, project, after_id=self._undo_cursor)
-            session.commit()
         if undone:
             self._undo_cursor = undone[-1][0]
         return [str(rating_id) for _, rating_id in undone]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ratingrl.app import store
 from ratingrl.app.agreement import krippendorff_alpha_ordinal, self_consistency
-from ratingrl.app.db import Project, QueueItem, Rater, RatingRow, SegmentRow
-from ratingrl.app.store import effective_ratings, project_scale
+from ratingrl.app.db import Project, RatingStatus
 
 __all__ = ["project_stats"]
 
@@ -20,17 +19,19 @@ def _finite(x: float) -> float | None:
 
 
 def project_stats(session: Session, project: Project) -> dict:
-    """Numbers for the operator page (JSON-ready; NaN becomes null)."""
-    scale = project_scale(project)
-    raters = session.scalars(select(Rater).where(Rater.project_id == project.id)).all()
-    current = effective_ratings(session, project, include_repeats=True)
-    rows = session.scalars(select(RatingRow).where(RatingRow.project_id == project.id)).all()
+    """Numbers for the operator page (JSON-ready; NaN becomes null). Reads only."""
+    scale = store.project_scale(project)
+    raters = store.project_raters(session, project)
+    current = store.effective_ratings(session, project, include_repeats=True)
+    rows = store.rating_history(session, project)
     per_rater = []
     for rater in raters:
         mine = [r for r in current if r.rater_id == rater.id]
         history = [r for r in rows if r.rater_id == rater.id]
         seconds = [
-            r.answered_at - r.shown_at for r in history if r.shown_at and r.status != "undone"
+            r.answered_at - r.shown_at
+            for r in history
+            if r.shown_at and r.status != RatingStatus.UNDONE
         ]
         first = {r.segment_id: r.value for r in mine if not r.is_repeat}
         pairs = [
@@ -44,8 +45,8 @@ def project_stats(session: Session, project: Project) -> dict:
                 "name": rater.name,
                 "rated": sum(1 for r in mine if not r.is_repeat),
                 "repeats_rated": sum(1 for r in mine if r.is_repeat),
-                "skipped": sum(1 for r in history if r.status == "skipped"),
-                "undone": sum(1 for r in history if r.status == "undone"),
+                "skipped": sum(1 for r in history if r.status == RatingStatus.SKIPPED),
+                "undone": sum(1 for r in history if r.status == RatingStatus.UNDONE),
                 "median_seconds": _finite(float(np.median(seconds))) if seconds else None,
                 "self_consistency": {k: _finite(v) for k, v in consistency.items()},
             }
@@ -63,25 +64,14 @@ def project_stats(session: Session, project: Project) -> dict:
             for rid, value in values.items():
                 table[ids.index(rid), j] = value
         alpha = _finite(krippendorff_alpha_ordinal(table))
-    n_segments = session.scalar(
-        select(func.count(SegmentRow.id)).where(
-            SegmentRow.project_id == project.id, SegmentRow.reference_level.is_(None)
-        )
-    )
-    n_shown = session.scalar(
-        select(func.count(QueueItem.id))
-        .join(Rater, Rater.id == QueueItem.rater_id)
-        .where(Rater.project_id == project.id, QueueItem.status == "shown")
-    )
-    session.commit()
     return {
         "project": project.name,
         "env_id": project.env_id,
         "scale": scale.to_dict(),
-        "segments": int(n_segments),
+        "segments": store.count_clips(session, project),
         "segments_rated": len(by_segment),
         "ratings": len(first_ratings),
-        "clips_shown_unanswered": int(n_shown),
+        "clips_shown_unanswered": store.count_unanswered(session, project),
         "multi_rated_clips": len(shared),
         "krippendorff_alpha_ordinal": alpha,
         "raters": per_rater,

@@ -1,0 +1,87 @@
+"""What the rating app does to its database, independent of HTTP: one function per action.
+
+The server, the CLI and :class:`~ratingrl.app.source.AppRatingSource` all call these, so the
+rules (who sees which clip, what a duplicate submission does, what counts as the rating of a
+clip) live in one place, and so does every SQL query of the app. No function here commits:
+each takes the caller's ``Session`` and only adds and flushes, and the caller commits one unit
+of work per request or command (:func:`ratingrl.app.db.unit_of_work`), so several calls are
+durable together or not at all.
+
+``projects`` (projects, clips, raters), ``queue`` (next clip, answers, undo, progress) and
+``ratings`` (reading ratings back) hold the code; everything public is re-exported here.
+"""
+
+from ratingrl.app.errors import AppError, Conflict, NotFound, SchemaError
+from ratingrl.app.store.projects import (
+    ProjectConfig,
+    add_rater,
+    add_reference,
+    add_segments,
+    clip_for,
+    count_clips,
+    create_project,
+    get_project,
+    hash_token,
+    new_public_id,
+    project_names,
+    project_of,
+    project_raters,
+    project_scale,
+    rater_for_token,
+    rater_names,
+    reference_clips,
+)
+from ratingrl.app.store.queue import (
+    REPEAT_GAP,
+    SHOWN_LEASE_S,
+    SubmitResult,
+    count_unanswered,
+    next_item,
+    progress,
+    submit,
+    undo_last,
+)
+from ratingrl.app.store.ratings import (
+    effective_ratings,
+    rating_history,
+    segment_public_ids,
+    segments_by_id,
+    undone_ratings,
+)
+
+__all__ = [
+    "AppError",
+    "NotFound",
+    "Conflict",
+    "SchemaError",
+    "ProjectConfig",
+    "hash_token",
+    "new_public_id",
+    "create_project",
+    "get_project",
+    "project_names",
+    "project_of",
+    "project_scale",
+    "add_segments",
+    "add_reference",
+    "count_clips",
+    "reference_clips",
+    "clip_for",
+    "add_rater",
+    "rater_for_token",
+    "project_raters",
+    "rater_names",
+    "SHOWN_LEASE_S",
+    "REPEAT_GAP",
+    "SubmitResult",
+    "next_item",
+    "submit",
+    "undo_last",
+    "progress",
+    "count_unanswered",
+    "effective_ratings",
+    "undone_ratings",
+    "rating_history",
+    "segments_by_id",
+    "segment_public_ids",
+]
