@@ -6,16 +6,17 @@ import torch
 
 from ratingrl.feedback.segments import PreferencePairs, RatedSegments, RatingScale
 from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher
+from ratingrl.rewards.methods import (
+    R4,
+    MultiTask,
+    TrainingError,
+    make_method,
+    parse_method_spec,
+    split_method_specs,
+)
 from ratingrl.rewards.metrics import kendall_tau
 from ratingrl.rewards.nets import RewardEnsemble, RewardNetConfig
-from ratingrl.rewards.training import (
-    MultiTaskConfig,
-    R4Config,
-    TrainerConfig,
-    TrainingError,
-    method_config,
-    train_reward_model,
-)
+from ratingrl.rewards.training import TrainerConfig, train_reward_model
 
 from .conftest import linear_segments
 
@@ -33,11 +34,11 @@ def rated(n=300, classes=4, seed=0):
 @pytest.mark.parametrize(
     "method",
     [
-        method_config("rbrl"),
-        R4Config(groups_per_batch=16),
-        method_config("multitask"),
-        MultiTaskConfig(weighting="equal"),
-        method_config("regression"),
+        make_method("rbrl"),
+        R4(groups_per_batch=16),
+        make_method("multitask"),
+        MultiTask(weighting="equal"),
+        make_method("regression"),
     ],
     ids=lambda m: f"{m.name}-{getattr(m, 'weighting', '')}",
 )
@@ -54,20 +55,20 @@ def test_bradley_terry_learns_from_preferences():
     a, b = linear_segments(300, seed=1), linear_segments(300, seed=2)
     labels, answered = PreferenceTeacher().label(a, b, np.random.default_rng(0))
     pairs = PreferencePairs(a.subset(np.flatnonzero(answered)), b, labels)
-    result = train_reward_model(pairs, method_config("bt"), FAST)
+    result = train_reward_model(pairs, make_method("bt"), FAST)
     test = linear_segments(300, seed=99)
     pred = result.model.predict_returns(test.obs, test.acts).mean(0)
     assert kendall_tau(pred, test.true_returns) > 0.7
 
 
 def test_learned_multitask_weights_move():
-    result = train_reward_model(rated(), method_config("multitask"), FAST)
+    result = train_reward_model(rated(), make_method("multitask"), FAST)
     assert result.extra["log_vars"] != [0.0, 0.0]
 
 
 def test_early_stopping_keeps_the_best_epoch():
     cfg = TrainerConfig(epochs=40, batch_size=32, patience=3, net=RewardNetConfig(hidden=(16,)))
-    result = train_reward_model(rated(120), method_config("rbrl"), cfg)
+    result = train_reward_model(rated(120), make_method("rbrl"), cfg)
     scores = [row["val_score"] for row in result.history]
     assert result.best_val_score == pytest.approx(max(scores))
     assert len(result.history) - result.best_epoch <= 3
@@ -75,14 +76,14 @@ def test_early_stopping_keeps_the_best_epoch():
 
 def test_training_is_reproducible_from_the_seed():
     data = rated(150)
-    a = train_reward_model(data, method_config("rbrl"), FAST).model
-    b = train_reward_model(data, method_config("rbrl"), FAST).model
+    a = train_reward_model(data, make_method("rbrl"), FAST).model
+    b = train_reward_model(data, make_method("rbrl"), FAST).model
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb)
 
 
 def test_bootstrap_members_differ():
-    result = train_reward_model(rated(), method_config("rbrl"), FAST)
+    result = train_reward_model(rated(), make_method("rbrl"), FAST)
     w = result.model.weights[0]
     assert not torch.allclose(w[0], w[1])
 
@@ -91,14 +92,14 @@ def test_bad_inputs_get_clear_errors():
     data = rated(100)
     one_class = RatedSegments(data.segments, np.zeros(len(data), dtype=int), RatingScale(4))
     with pytest.raises(TrainingError, match="only class \\[0\\]"):
-        train_reward_model(one_class, method_config("r4"), FAST)
+        train_reward_model(one_class, make_method("r4"), FAST)
     with pytest.raises(TrainingError, match="unknown method 'r5'"):
-        method_config("r5")
+        make_method("r5")
     with pytest.raises(TrainingError, match="cannot learn from rated segments"):
-        train_reward_model(data, method_config("bt"), FAST)
+        train_reward_model(data, make_method("bt"), FAST)
     wrong = RewardEnsemble(3, 2, RewardNetConfig(hidden=(4,)))
     with pytest.raises(TrainingError, match="model expects obs/act dims"):
-        train_reward_model(data, method_config("rbrl"), FAST, model=wrong)
+        train_reward_model(data, make_method("rbrl"), FAST, model=wrong)
 
 
 def test_empty_class_warns_and_trains_on_present_classes():
@@ -106,12 +107,12 @@ def test_empty_class_warns_and_trains_on_present_classes():
     ratings = np.where(data.ratings == 1, 2, data.ratings)  # class 1 never used
     gap = RatedSegments(data.segments, ratings, RatingScale(3))
     with pytest.warns(UserWarning, match="rating classes \\[1\\] have no labels"):
-        result = train_reward_model(gap, R4Config(groups_per_batch=16), FAST)
+        result = train_reward_model(gap, R4(groups_per_batch=16), FAST)
     assert result.best_val_score > 0.5
 
 
 def test_reward_fn_signature_and_save_load(tmp_path):
-    result = train_reward_model(rated(100), method_config("rbrl"), FAST)
+    result = train_reward_model(rated(100), make_method("rbrl"), FAST)
     model = result.model
     fn = model.as_reward_fn()
     seg = linear_segments(3)
@@ -130,20 +131,18 @@ def test_reward_fn_signature_and_save_load(tmp_path):
 def test_no_warning_on_full_classes():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train_reward_model(rated(100), method_config("rbrl"), TrainerConfig(epochs=1, net=FAST.net))
+        train_reward_model(rated(100), make_method("rbrl"), TrainerConfig(epochs=1, net=FAST.net))
 
 
 def test_method_specs_name_variants():
-    from ratingrl.rewards.training import parse_method_spec, split_method_specs
-
     assert split_method_specs("r4, rbrl,r4[norm_penalty=0.05,regularization_strength=0.5]") == (
         "r4",
         "rbrl",
         "r4[norm_penalty=0.05,regularization_strength=0.5]",
     )
     name, overrides = parse_method_spec("multitask[weighting=equal,alpha=0.2]")
-    assert method_config(name, **overrides) == MultiTaskConfig(weighting="equal", alpha=0.2)
+    assert make_method(name, **overrides) == MultiTask(weighting="equal", alpha=0.2)
     with pytest.raises(TrainingError, match="has no setting \\['margin'\\]"):
-        method_config("r4", margin=1)
+        make_method("r4", margin=1)
     with pytest.raises(TrainingError, match="is not key=value"):
         parse_method_spec("r4[fast]")

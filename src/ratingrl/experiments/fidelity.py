@@ -6,9 +6,9 @@ Protocol (one run = method x ratings N x classes K x noise P x seed):
    by episode into training and held-out parts (no episode in both).
 2. A simulated teacher rates N training segments: K quantile bins over the training part's true
    returns, then label noise: uniform relabelling with probability P (default) or R4's swaps of
-   P*N pairs of adjacent-class labels (``noise_model="adjacent"``). ``bt`` instead gets N pairs
-   from the oracle teacher, whose answer is replaced by a coin flip with probability P (the
-   same "random answer" noise).
+   P*N pairs of adjacent-class labels (``noise_model="adjacent"``). A method that learns from
+   pairs (``bt``) instead gets N pairs from the oracle teacher, whose answer is replaced by a
+   coin flip with probability P (the same "random answer" noise).
 3. The method trains a reward ensemble (shared trainer, 10% validation split for selection).
 4. On held-out segments: Kendall tau and Spearman between the predicted and true segment
    returns, and label accuracy (the held-out segments' clean ratings recovered by cutting the
@@ -16,7 +16,8 @@ Protocol (one run = method x ratings N x classes K x noise P x seed):
 
 Within a seed all rating methods see the same segments and the same labels. Runs are spread
 over worker processes (one thread each), which on a 2-core machine is faster than one process
-with two threads for nets this small.
+with two threads for nets this small. Methods registered in the user's own modules are named
+like the built-in ones once ``plugins`` lists those modules (every worker imports them too).
 """
 
 from __future__ import annotations
@@ -44,15 +45,16 @@ from ratingrl.feedback.teachers import (
     UniformRelabel,
 )
 from ratingrl.progress import progress_bar
+from ratingrl.rewards.methods import (
+    RewardMethod,
+    TrainingError,
+    load_plugins,
+    make_method,
+    parse_method_spec,
+)
 from ratingrl.rewards.metrics import kendall_tau, pair_accuracy, quantile_label_accuracy, spearman
 from ratingrl.rewards.nets import RewardNetConfig
-from ratingrl.rewards.training import (
-    TrainerConfig,
-    TrainingError,
-    method_config,
-    parse_method_spec,
-    train_reward_model,
-)
+from ratingrl.rewards.training import TrainerConfig, train_reward_model
 
 __all__ = ["FidelityConfig", "run_fidelity", "summarise", "default_pool_spec"]
 
@@ -98,10 +100,18 @@ class FidelityConfig:
     pool: PoolSpec | None = None
     workers: int = 2
     cache_dir: str | None = None
+    plugins: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "modules to import first (dotted names or .py paths), so that the methods "
+            "they register can be named in methods"
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.methods:
             raise ValueError("methods is empty")
+        object.__setattr__(self, "plugins", tuple(self.plugins))
         for spec in self.methods:
             self.method(spec)  # raises a clear error for an unknown method or setting
         if any(n < 10 for n in self.ratings):
@@ -122,13 +132,18 @@ class FidelityConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def method(self, spec: str):
-        """The method config a spec names (R4 gets this benchmark's groups per batch)."""
-        name, overrides = parse_method_spec(spec)
-        if name == "r4":
-            overrides = {"groups_per_batch": self.r4_groups_per_batch, **overrides}
+    def method(self, spec: str) -> RewardMethod:
+        """The method a spec names (R4 gets this benchmark's groups per batch).
+
+        Loads ``plugins`` first (once per process), so a spec may name a user's method in any
+        process that holds this config, a spawned worker included.
+        """
         try:
-            return method_config(name, **overrides)
+            load_plugins(self.plugins)
+            name, overrides = parse_method_spec(spec)
+            if name == "r4":
+                overrides = {"groups_per_batch": self.r4_groups_per_batch, **overrides}
+            return make_method(name, **overrides)
         except TrainingError as err:
             raise ValueError(str(err)) from None
 
@@ -148,10 +163,12 @@ def _load_pool(path: str) -> SegmentSet:
     return load_segments(path)[0]
 
 
-def _worker_init() -> None:
+def _worker_init(plugins: Sequence[str] = ()) -> None:
+    """One thread per worker; the user's method modules imported, so their names resolve."""
     import torch
 
     torch.set_num_threads(1)
+    load_plugins(plugins)
 
 
 def _pairs(segments: SegmentSet, train: np.ndarray, n: int, noise: float, rng) -> PreferencePairs:
@@ -170,8 +187,8 @@ def run_one(config: FidelityConfig, pool_file: str, job: _Job) -> dict:
     if len(test) > config.max_test_segments:
         test = np.sort(split_rng.choice(test, config.max_test_segments, replace=False))
     method = config.method(job.method)
-    is_bt = method.name == "bt"
-    if job.ratings > len(train) and not is_bt:
+    is_pairs = method.data_kind == "pairs"
+    if job.ratings > len(train) and not is_pairs:
         raise ValueError(
             f"ratings={job.ratings} exceeds the {len(train)} training segments of the pool"
         )
@@ -179,7 +196,7 @@ def run_one(config: FidelityConfig, pool_file: str, job: _Job) -> dict:
     noise = NOISE_MODELS[config.noise_model](job.noise)
     teacher = RatingTeacher(bins, (noise,) if job.noise else ())
     label_rng = np.random.default_rng([job.seed, job.ratings, job.classes, round(job.noise * 1e6)])
-    if is_bt:
+    if is_pairs:
         data = _pairs(segments, train, job.ratings, job.noise, label_rng)
     else:
         chosen = np.sort(label_rng.choice(train, job.ratings, replace=False))
@@ -198,7 +215,7 @@ def run_one(config: FidelityConfig, pool_file: str, job: _Job) -> dict:
         "epochs_run": len(result.history),
         "wall_time_s": time.perf_counter() - start,
     }
-    if is_bt:
+    if is_pairs:
         rng = np.random.default_rng([job.seed, 1])
         a, b = rng.choice(len(test), (2, 2000))
         row["pair_accuracy"] = pair_accuracy(pred[a], pred[b], (truth[b] > truth[a]).astype(float))
@@ -276,12 +293,15 @@ def run_fidelity(
                 on_row(row)
 
         if config.workers <= 1:
-            _worker_init()
+            _worker_init(config.plugins)
             for job in jobs:
                 done(run_one(config, pool_file, job))
         else:
             context = mp.get_context("spawn")
-            with ProcessPoolExecutor(config.workers, context, initializer=_worker_init) as ex:
+            executor = ProcessPoolExecutor(
+                config.workers, context, initializer=_worker_init, initargs=(config.plugins,)
+            )
+            with executor as ex:
                 futures = [ex.submit(run_one, config, pool_file, job) for job in jobs]
                 for future in as_completed(futures):
                     done(future.result())

@@ -231,7 +231,7 @@ def method_class(name: str) -> type[RewardMethod]:
         ) from None
 
 
-def make_method(name: str, **settings: object) -> RewardMethod:
+def make_method(name: str, /, **settings: object) -> RewardMethod:
     """Method ``name`` with its defaults replaced by ``settings``, or a clear error.
 
     A misspelt setting names the method's settings: silently ignoring it would run an ablation
