@@ -1,0 +1,174 @@
+"""The rating database's schema migrations: fresh databases, older ones, refused ones."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import inspect
+from typer.testing import CliRunner
+
+from ratingrl.app import store
+from ratingrl.app.commands import app_cli
+from ratingrl.app.db import Base, make_engine, make_sessionmaker
+from ratingrl.app.demo import DemoSpec, synthetic_segments
+from ratingrl.app.errors import SchemaError
+from ratingrl.app.schema import (
+    BASELINE_COLUMNS,
+    BASELINE_REVISION,
+    head_revision,
+    open_database,
+    upgrade_database,
+)
+from ratingrl.app.server import create_app
+from ratingrl.feedback.io import load_rated
+
+
+def _version(db) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT version_num FROM alembic_version").fetchall()
+
+
+def _has_version_table(db) -> bool:
+    with sqlite3.connect(db) as conn:
+        names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return "alembic_version" in names
+
+
+def _schema(url: str) -> dict:
+    """Everything about the tables a migration could get wrong, in a comparable form."""
+    engine = make_engine(url)
+    inspector = inspect(engine)
+    out = {}
+    for table in sorted(set(inspector.get_table_names()) - {"alembic_version"}):
+        out[table] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)
+            ],
+            "pk": inspector.get_pk_constraint(table)["constrained_columns"],
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(table)
+            ),
+            "unique": sorted(
+                tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)
+            ),
+            "foreign_keys": sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                for f in inspector.get_foreign_keys(table)
+            ),
+        }
+    engine.dispose()
+    return out
+
+
+def _old_database(path) -> None:
+    """A database as ratingrl made it before migrations: ``create_all``, ratings, no version.
+
+    The models are still the baseline schema (a test below checks the migrations agree); when
+    a later revision changes them, build this from the baseline revision's tables instead.
+    """
+    engine = make_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    with make_sessionmaker(engine)() as session:  # committed as the old store did
+        spec = DemoSpec()
+        project = store.create_project(
+            session, store.ProjectConfig("old", spec.env_id, spec.scale, clip_length=10)
+        )
+        store.add_segments(session, project, synthetic_segments(3, 10, 4, 2, seed=0))
+        token = store.add_rater(session, project, "ann")
+        rater = store.rater_for_token(session, token)
+        for value in (3, 0, 2):
+            item = store.next_item(session, rater)
+            store.submit(session, rater, item.public_id, value)
+        session.commit()
+    engine.dispose()
+
+
+def test_a_fresh_database_gets_the_schema_the_models_describe(tmp_path):
+    migrated, created = tmp_path / "migrated.db", tmp_path / "created.db"
+    upgrade = upgrade_database(f"sqlite:///{migrated}")
+    assert upgrade.created and upgrade.message is None
+    assert upgrade.before is None and upgrade.after == head_revision()
+    assert _version(migrated) == [(head_revision(),)]
+    engine = make_engine(f"sqlite:///{created}")
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    schema = _schema(f"sqlite:///{migrated}")
+    assert schema == _schema(f"sqlite:///{created}")
+    columns = {table: tuple(c[0] for c in s["columns"]) for table, s in schema.items()}
+    assert columns == BASELINE_COLUMNS  # the frozen record an old database is checked against
+    again = upgrade_database(f"sqlite:///{migrated}")  # at head: nothing to do, nothing said
+    assert again.before == again.after == head_revision() and again.message is None
+
+
+def test_an_old_database_keeps_its_ratings_and_is_brought_to_head(tmp_path):
+    db = tmp_path / "ratings.db"
+    _old_database(db)
+    assert not _has_version_table(db)
+    with sqlite3.connect(db) as conn:
+        before = conn.execute("SELECT * FROM ratings ORDER BY id").fetchall()
+    runner = CliRunner()
+    out = tmp_path / "out.parquet"
+    exported = runner.invoke(app_cli, ["export", "--out", str(out), "--db", f"sqlite:///{db}"])
+    assert exported.exit_code == 0, exported.output
+    message = [line for line in exported.stderr.splitlines() if "rating database" in line]
+    assert len(message) == 1
+    assert "made before schema migrations" in message[0]
+    assert f"revision {BASELINE_REVISION}" in message[0]
+    assert _version(db) == [(head_revision(),)]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT * FROM ratings ORDER BY id").fetchall() == before
+    assert sorted(load_rated(out).ratings.tolist()) == [0, 2, 3]
+    assert load_rated(out).rater.tolist() == ["ann"] * 3
+    # later commands find it current and say nothing about the schema
+    rater = runner.invoke(app_cli, ["add-rater", "bo", "--db", f"sqlite:///{db}"])
+    assert rater.exit_code == 0 and "rating database" not in rater.output
+
+
+def test_the_server_upgrades_an_old_database_at_startup(tmp_path, caplog):
+    db = tmp_path / "ratings.db"
+    _old_database(db)
+    with caplog.at_level(logging.WARNING, logger="ratingrl.app.server"):
+        app = create_app(f"sqlite:///{db}", tmp_path / "clips", "operator-token")
+    assert any("made before schema migrations" in r.getMessage() for r in caplog.records)
+    assert _version(db) == [(head_revision(),)]
+    with TestClient(app) as client:
+        stats = client.get(
+            "/api/operator/stats", headers={"Authorization": "Bearer operator-token"}
+        ).json()
+    assert stats["projects"][0]["ratings"] == 3
+
+
+def test_tables_that_are_not_ratingrls_are_refused_and_left_alone(tmp_path):
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE ratings (id INTEGER PRIMARY KEY, stars INTEGER)")
+        conn.execute("INSERT INTO ratings (stars) VALUES (5)")
+    with pytest.raises(SchemaError, match="not a database ratingrl made"):
+        upgrade_database(f"sqlite:///{db}")
+    assert not _has_version_table(db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT * FROM ratings").fetchall() == [(1, 5)]
+    refused = CliRunner().invoke(app_cli, ["add-rater", "x", "--db", f"sqlite:///{db}"])
+    assert refused.exit_code == 2 and "not a database ratingrl made" in refused.output
+
+    changed = tmp_path / "changed.db"
+    _old_database(changed)
+    with sqlite3.connect(changed) as conn:
+        conn.execute("ALTER TABLE raters ADD COLUMN email TEXT")
+    with pytest.raises(SchemaError, match="'raters' has columns"):
+        open_database(f"sqlite:///{changed}")
+    assert not _has_version_table(changed)
+
+
+def test_a_database_from_a_newer_ratingrl_is_refused(tmp_path):
+    db = tmp_path / "newer.db"
+    upgrade_database(f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0999'")
+    with pytest.raises(SchemaError, match="'0999'.*upgrade ratingrl"):
+        upgrade_database(f"sqlite:///{db}")
+    assert _version(db) == [("0999",)]
