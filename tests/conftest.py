@@ -1,12 +1,27 @@
-"""Shared fixtures: small synthetic segment sets with a known reward, no simulator needed."""
+"""Shared fixtures: synthetic segments with a known reward, the tiny online run every training
+test starts from, a small rated Pendulum dataset, and fake feedback sources (a person who answers
+later and takes ratings back, a source that dies mid-run, a spy on the reward updater).
+
+With ``--import-mode=importlib`` test modules cannot import this file: everything they share is
+a fixture (a fixture may hand out a class or a function).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
 
-from ratingrl.feedback.segments import SegmentSet
+from ratingrl.feedback.segments import RatedSegments, RatingScale, SegmentSet
+from ratingrl.feedback.sources import FeedbackSource, RatingSource
+
+if TYPE_CHECKING:
+    from ratingrl.rl.config import RunConfig
 
 # Tiny nets run fastest on one thread, and two threads fight any other process on a 2-core box.
 torch.set_num_threads(1)
@@ -31,3 +46,218 @@ def linear_segments(n: int, horizon: int = 10, obs_dim: int = 4, act_dim: int = 
 @pytest.fixture
 def segments() -> SegmentSet:
     return linear_segments(400)
+
+
+@pytest.fixture(name="linear_segments")
+def linear_segments_fixture() -> Callable[..., SegmentSet]:
+    """:func:`linear_segments` itself, for tests that need other sizes or seeds."""
+    return linear_segments
+
+
+# -- the tiny online run -------------------------------------------------------------------------
+def tiny_run() -> RunConfig:
+    """Online SAC on Pendulum with tiny nets: two rounds of 10 ratings (steps 250 and 500) in
+    600 steps, a few seconds. Tests derive their runs from it with ``replace``.
+
+    (A function, so this file imports no training code: a broken ``ratingrl.rl`` then fails the
+    tests that train, not every test of the suite.)
+    """
+    from ratingrl.rl.config import RunConfig
+
+    return RunConfig(
+        env_id="Pendulum-v1",
+        algo="sac",
+        method="rbrl",
+        mode="online",
+        total_steps=600,
+        max_episode_steps=100,
+        net_arch=(32, 32),
+        batch_size=32,
+        learning_starts=100,
+        buffer_size=400,  # smaller than the run: relabelling after wrap-around is exercised
+        n_steps=128,
+        reward_hidden=(32, 32),
+        reward_epochs=5,
+        budget=20,
+        per_round=10,
+        schedule="interval",
+        schedule_unit=250,
+        horizon=20,
+        candidate_episodes=5,
+        rating_range=(-320.0, 0.0),
+        eval_every=300,
+        eval_episodes=2,
+        checkpoint_every=100,
+    )
+
+
+@pytest.fixture
+def tiny_config() -> RunConfig:
+    """:func:`tiny_run`: the tiny online run (SAC, rbrl, 20 ratings in two rounds)."""
+    return tiny_run()
+
+
+@pytest.fixture
+def dmc_online_config(tiny_config: RunConfig) -> RunConfig:
+    """Online SAC on cartpole: 20-step episodes, one 20-step window each (so every query starts
+    an episode, and every episode but the first starts right after SB3's same-step autoreset);
+    one round of 6 ratings."""
+    return replace(
+        tiny_config,
+        env_id="dmc/cartpole-balance",
+        rating_range=None,
+        total_steps=300,
+        max_episode_steps=20,
+        horizon=20,
+        candidate_episodes=8,
+        budget=6,
+        per_round=6,
+        eval_episodes=1,
+    )
+
+
+@pytest.fixture(scope="session")
+def pendulum_rated(tmp_path_factory) -> Path:
+    """A rated Pendulum dataset (3 quantile classes, random policy) for offline runs."""
+    from ratingrl.feedback.io import save_rated
+    from ratingrl.feedback.rollouts import collect_episodes, random_policy, segment_episodes
+    from ratingrl.feedback.teachers import Bins, RatingTeacher
+
+    rng = np.random.default_rng(0)
+    env_low, env_high = np.array([-2.0]), np.array([2.0])
+    eps = collect_episodes("Pendulum-v1", random_policy(env_low, env_high, rng), 6, 0, max_steps=60)
+    segs = segment_episodes(eps, 20, 10)
+    data = RatingTeacher(Bins.quantile(3, segs.true_returns)).rate_dataset(segs, rng)
+    path = tmp_path_factory.mktemp("data") / "rated.parquet"
+    save_rated(replace(data, source={**data.source, "env_id": "Pendulum-v1"}), path)
+    return path
+
+
+# -- fake feedback sources -----------------------------------------------------------------------
+class Person(RatingSource):
+    """A rating source whose answers and withdrawals the test decides: ``answers`` are handed
+    out one per :meth:`collect`, ``withdrawn`` ids at the next :meth:`retracted`."""
+
+    def __init__(self, answers: Sequence[RatedSegments] = (), withdrawn: Sequence[str] = ()):
+        self.answers, self.withdrawn = list(answers), list(withdrawn)
+        self.requested: list[SegmentSet] = []
+
+    @property
+    def scale(self) -> RatingScale:
+        return RatingScale(3)
+
+    def request(self, queries: SegmentSet) -> None:
+        self.requested.append(queries)
+
+    def collect(self, timeout: float = 0.0) -> RatedSegments | None:
+        return self.answers.pop(0) if self.answers else None
+
+    def retracted(self) -> list[str]:
+        out, self.withdrawn = self.withdrawn, []
+        return out
+
+
+@pytest.fixture
+def person() -> Person:
+    """A fresh :class:`Person`: nothing answered, nothing withdrawn."""
+    return Person()
+
+
+class SourceCrash(RuntimeError):
+    """Stands in for the process dying while a source works."""
+
+
+def crashing(base: type[FeedbackSource], at_round: int, when: str = "request") -> type:
+    """``base`` made to die in feedback round ``at_round``: at that round's ``request``
+    (nothing of the round is answered), or at the first ``collect`` after it (the round's
+    queries were asked, their answers never arrive). Raises :class:`SourceCrash`."""
+    if when not in ("request", "collect"):
+        raise ValueError(f"when must be 'request' or 'collect', got {when!r}")
+
+    class Crashing(base):  # type: ignore[misc, valid-type]
+        requests = 0
+
+        def request(self, queries) -> None:
+            self.requests += 1
+            if when == "request" and self.requests == at_round:
+                raise SourceCrash(f"stopped in round {at_round} (request)")
+            super().request(queries)
+
+        def collect(self, timeout: float = 0.0):
+            if when == "collect" and self.requests == at_round:
+                raise SourceCrash(f"stopped in round {at_round} (collect)")
+            return super().collect(timeout)
+
+    Crashing.__name__ = f"Crashing{base.__name__}"
+    return Crashing
+
+
+@pytest.fixture(name="crashing")
+def crashing_fixture() -> Callable[..., type]:
+    """:func:`crashing`: ``crashing(TeacherSource, at_round=2)(teacher, rng)`` dies in round 2
+    with a ``RuntimeError`` whose message starts ``stopped in round 2``."""
+    return crashing
+
+
+class SpyUpdater:
+    """A reward updater that records what each update learned from, then delegates.
+
+    ``calls[i]`` is ``(labels of each channel, warm-started)`` of update ``i``, recorded as the
+    update starts (also when it then fails).
+    """
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[tuple[list, bool]] = []
+
+    def __call__(self, labels, model):
+        self.calls.append((list(labels), model is not None))
+        return self.inner(labels, model)
+
+
+@pytest.fixture
+def spy_updater() -> Callable[[RunConfig], SpyUpdater]:
+    """``spy_updater(config)``: the run's own updater (``make_updater``) under a
+    :class:`SpyUpdater`, to pass as ``Run.create(config, dir, updater=...)``."""
+    from ratingrl.rl.builders import make_updater
+
+    return lambda config: SpyUpdater(make_updater(config))
+
+
+# -- simulators and clips ------------------------------------------------------------------------
+def observation_in(env, state: np.ndarray) -> np.ndarray:
+    """The observation ``env`` (DMC or Gymnasium MuJoCo) gives in simulator state ``state``."""
+    import gymnasium as gym
+
+    from ratingrl.feedback.envs import dm_control_physics, set_physics_state
+
+    set_physics_state(env, state)
+    unwrapped = env.unwrapped
+    if dm_control_physics(env) is None:
+        return unwrapped._get_obs()
+    raw = unwrapped._env.task.get_observation(unwrapped._env.physics)
+    return gym.spaces.flatten(unwrapped.observation_space, raw)
+
+
+@pytest.fixture(name="observation_in")
+def observation_in_fixture() -> Callable[..., np.ndarray]:
+    """:func:`observation_in`: set a simulator state, read the observation it gives."""
+    return observation_in
+
+
+def decode_mp4(mp4: bytes, folder: Path) -> np.ndarray:
+    """Frames of an MP4, decoded by ffmpeg: proof the bytes are a playable video."""
+    import imageio_ffmpeg
+
+    path = Path(folder) / "clip.mp4"
+    path.write_bytes(mp4)
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    return np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader])
+
+
+@pytest.fixture(name="decode_mp4")
+def decode_mp4_fixture() -> Callable[[bytes, Path], np.ndarray]:
+    """:func:`decode_mp4`: ``decode_mp4(mp4_bytes, tmp_path)`` -> frames ``[T, H, W, 3]``."""
+    return decode_mp4

@@ -12,8 +12,6 @@ from ratingrl.feedback.rollouts import (
 )
 from ratingrl.feedback.segments import FeedbackError
 
-from .conftest import linear_segments
-
 
 def test_dmc_ids_are_flattened_and_gym_ids_work():
     env = make_env("dmc/cartpole-balance")
@@ -60,7 +58,7 @@ def test_segment_episodes_windows():
         segment_episodes(eps, horizon=50)
 
 
-def test_pool_is_built_once_then_cached(tmp_path):
+def test_pool_is_built_once_then_cached(tmp_path, linear_segments):
     calls = []
 
     def build(spec):
@@ -77,7 +75,7 @@ def test_pool_is_built_once_then_cached(tmp_path):
     assert pool_path(other, tmp_path) != pool_path(spec, tmp_path)
 
 
-def test_corrupt_cached_pool_is_reported(tmp_path):
+def test_corrupt_cached_pool_is_reported(tmp_path, linear_segments):
     spec = PoolSpec("Pendulum-v1", horizon=10, train_steps=(0,), max_episode_steps=50)
     path = pool_path(spec, tmp_path)
     path.parent.mkdir(parents=True)
@@ -86,7 +84,7 @@ def test_corrupt_cached_pool_is_reported(tmp_path):
         cached_pool(spec, lambda s: linear_segments(5), tmp_path)
 
 
-def test_split_by_episode_never_shares_an_episode():
+def test_split_by_episode_never_shares_an_episode(linear_segments):
     seg = linear_segments(100)  # 5 segments per episode
     train, test = split_by_episode(seg, 0.3, np.random.default_rng(0))
     assert set(seg.episode_id[train]).isdisjoint(seg.episode_id[test])

@@ -24,8 +24,6 @@ from ratingrl.feedback.segments import (
 )
 from ratingrl.feedback.teachers import Bins, RatingTeacher, UniformRelabel
 
-from .conftest import linear_segments
-
 
 def test_segment_rejects_nan_and_names_field():
     obs = np.zeros((5, 3))
@@ -47,7 +45,7 @@ def test_segment_rejects_mismatched_lengths_and_dims():
         SegmentSet.from_segments([a, b])
 
 
-def test_ratings_outside_scale_are_named():
+def test_ratings_outside_scale_are_named(linear_segments):
     seg = linear_segments(4)
     with pytest.raises(FeedbackError, match=r"ratings\[2\] = 7 is outside the scale 0..3"):
         RatedSegments(seg, np.array([0, 1, 7, 2]), RatingScale(4))
@@ -57,7 +55,7 @@ def test_ratings_outside_scale_are_named():
         RatedSegments(seg, np.array([0, 1]), RatingScale(4))
 
 
-def test_rated_roundtrip_keeps_everything(tmp_path: Path):
+def test_rated_roundtrip_keeps_everything(tmp_path: Path, linear_segments):
     seg = linear_segments(20, horizon=7)
     teacher = RatingTeacher(
         Bins.equal_width(3, -10, 10), (UniformRelabel(0.1),), ("bad", "ok", "good")
@@ -74,7 +72,7 @@ def test_rated_roundtrip_keeps_everything(tmp_path: Path):
     assert back.source == teacher.to_dict()
 
 
-def test_preferences_and_pool_roundtrip(tmp_path: Path):
+def test_preferences_and_pool_roundtrip(tmp_path: Path, linear_segments):
     a, b = linear_segments(6, seed=1), linear_segments(6, seed=2)
     pairs = PreferencePairs(a, b, np.array([0, 1, 0.5, 1, 0, 1]), {"type": "preference"})
     save_preferences(pairs, tmp_path / "p.parquet")
@@ -87,7 +85,7 @@ def test_preferences_and_pool_roundtrip(tmp_path: Path):
     np.testing.assert_allclose(pool.obs, a.obs)
 
 
-def test_preference_labels_checked():
+def test_preference_labels_checked(linear_segments):
     a = linear_segments(2)
     with pytest.raises(FeedbackError, match=r"labels\[1\] = 2.0 is outside \[0, 1\]"):
         PreferencePairs(a, a, np.array([0.0, 2.0]))
@@ -106,13 +104,13 @@ def test_foreign_and_corrupt_files_are_refused(tmp_path: Path):
         load_rated(tmp_path / "missing.parquet")
 
 
-def test_wrong_kind_is_refused(tmp_path: Path):
+def test_wrong_kind_is_refused(tmp_path: Path, linear_segments):
     save_segments(linear_segments(3), tmp_path / "pool.parquet")
     with pytest.raises(DatasetError, match="holds a 'segments' dataset, expected 'rated_segments'"):
         load_rated(tmp_path / "pool.parquet")
 
 
-def test_bad_data_never_replaces_a_saved_file(tmp_path: Path, monkeypatch):
+def test_bad_data_never_replaces_a_saved_file(tmp_path: Path, monkeypatch, linear_segments):
     path = tmp_path / "rated.parquet"
     seg = linear_segments(5)
     good = RatedSegments(seg, np.array([0, 1, 2, 1, 0]), RatingScale(3))
@@ -129,7 +127,7 @@ def test_bad_data_never_replaces_a_saved_file(tmp_path: Path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["rated.parquet"]  # no temp file left
 
 
-def test_saved_files_get_normal_permissions(tmp_path: Path):
+def test_saved_files_get_normal_permissions(tmp_path: Path, linear_segments):
     import os
 
     path = tmp_path / "rated.parquet"
@@ -139,7 +137,7 @@ def test_saved_files_get_normal_permissions(tmp_path: Path):
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_concat_keeps_rewards_and_states_and_checks_shapes():
+def test_concat_keeps_rewards_and_states_and_checks_shapes(linear_segments):
     a, b = linear_segments(3, seed=1), linear_segments(2, seed=2)
     a = SegmentSet(a.obs, a.acts, a.true_rewards, a.episode_id, a.start, states=np.ones((3, 10, 5)))
     b = SegmentSet(
@@ -153,7 +151,7 @@ def test_concat_keeps_rewards_and_states_and_checks_shapes():
         SegmentSet.concat([a, linear_segments(2, obs_dim=3)])
 
 
-def test_label_ids_round_trip_as_strings_and_bad_ones_are_named(tmp_path: Path):
+def test_label_ids_round_trip_as_strings_and_bad_ones_are_named(tmp_path: Path, linear_segments):
     seg = linear_segments(3)
     data = RatedSegments(seg, np.array([0, 1, 0]), RatingScale(2), label_id=[7, "b", None])
     assert data.label_id.tolist() == ["7", "b", None]  # a database's int ids become strings
@@ -170,7 +168,7 @@ def test_label_ids_round_trip_as_strings_and_bad_ones_are_named(tmp_path: Path):
         RatedSegments(seg, np.array([0, 1, 0]), RatingScale(2), label_id=["a", "b"])
 
 
-def test_files_without_label_ids_still_load(tmp_path: Path):
+def test_files_without_label_ids_still_load(tmp_path: Path, linear_segments):
     """A dataset written before label ids existed: same metadata, no ``label_id`` column."""
     path = tmp_path / "old.parquet"
     rater = np.array(["ann", "bob", "ann"], dtype=object)
@@ -189,7 +187,7 @@ def test_files_without_label_ids_still_load(tmp_path: Path):
     np.testing.assert_array_equal(back.ratings, [0, 1, 0])
 
 
-def test_an_emptied_rated_set_saves_and_loads(tmp_path: Path):
+def test_an_emptied_rated_set_saves_and_loads(tmp_path: Path, linear_segments):
     """Every label withdrawn: the file still holds the scale and the metadata."""
     data = RatedSegments(linear_segments(2), np.array([0, 1]), RatingScale(2), label_id=["a", "b"])
     empty = data.without_ids({"a", "b"})
@@ -198,3 +196,47 @@ def test_an_emptied_rated_set_saves_and_loads(tmp_path: Path):
     back = load_rated(tmp_path / "empty.parquet")
     assert len(back) == 0 and back.scale == RatingScale(2)
     assert back.segments.obs.shape == (0, 10, 4) and back.label_id.tolist() == []
+
+
+def test_rated_concat_keeps_rater_and_label_id_where_a_part_has_them(linear_segments):
+    seg = linear_segments(5)
+    rated = RatedSegments(
+        seg.subset([0, 1]), np.array([0, 1]), RatingScale(3), {"who": "app"}, ["ann", "bob"]
+    )
+    with_ids = RatedSegments(seg.subset([2]), np.array([2]), RatingScale(3), label_id=["7"])
+    plain = RatedSegments(seg.subset([3, 4]), np.array([1, 0]), RatingScale(3), {"who": "x"})
+    both = RatedSegments.concat([rated, with_ids, plain])
+    assert len(both) == 5 and both.scale == RatingScale(3)
+    np.testing.assert_array_equal(both.ratings, [0, 1, 2, 1, 0])
+    np.testing.assert_array_equal(both.segments.obs, seg.obs)
+    assert both.rater.tolist() == ["ann", "bob", None, None, None]
+    assert both.label_id.tolist() == [None, None, "7", None, None]
+    assert both.source == {"who": "app"}  # the first part's
+    alone = RatedSegments.concat([plain, plain])
+    assert alone.rater is None and alone.label_id is None  # no part has them: none made up
+
+
+def test_rated_concat_refuses_mixed_scales_and_nothing(linear_segments):
+    seg = linear_segments(2)
+    fine = RatedSegments(seg, np.array([0, 3]), RatingScale(4))
+    coarse = RatedSegments(seg, np.array([0, 1]), RatingScale(2))
+    with pytest.raises(FeedbackError, match="scale"):
+        RatedSegments.concat([fine, coarse])
+    with pytest.raises(FeedbackError, match="empty list"):
+        RatedSegments.concat([])
+
+
+def test_preference_concat_keeps_both_sides_in_order(linear_segments):
+    a, b = linear_segments(5, seed=1), linear_segments(5, seed=2)
+    first = PreferencePairs(a.subset([0, 1]), b.subset([0, 1]), np.array([0.0, 1.0]), {"n": 1})
+    second = PreferencePairs(a.subset([2, 3, 4]), b.subset([2, 3, 4]), np.array([0.5, 1.0, 0.0]))
+    both = PreferencePairs.concat([first, second])
+    assert len(both) == 5 and both.source == {"n": 1}
+    np.testing.assert_array_equal(both.labels, [0.0, 1.0, 0.5, 1.0, 0.0])
+    np.testing.assert_array_equal(both.first.obs, a.obs)
+    np.testing.assert_array_equal(both.second.acts, b.acts)
+    with pytest.raises(FeedbackError, match="empty list"):
+        PreferencePairs.concat([])
+    other = linear_segments(1, obs_dim=3)  # from another environment
+    with pytest.raises(FeedbackError, match="segment set 1 have"):
+        PreferencePairs.concat([first, PreferencePairs(other, other, np.array([1.0]))])

@@ -15,8 +15,6 @@ from ratingrl.feedback.teachers import (
     teacher_from_dict,
 )
 
-from .conftest import linear_segments
-
 
 def segments_with_returns(returns, horizon=5):
     returns = np.asarray(returns, dtype=float)
@@ -80,7 +78,7 @@ def test_gaussian_return_noise_only_blurs_near_edges():
     assert 0.4 < flips.mean() < 0.6
 
 
-def test_rating_teacher_is_reproducible_and_serialisable():
+def test_rating_teacher_is_reproducible_and_serialisable(linear_segments):
     seg = linear_segments(200)
     teacher = RatingTeacher(
         Bins.equal_width(4, -40, 40), (GaussianReturnNoise(2.0), UniformRelabel(0.2))
