@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -13,7 +12,6 @@ from stable_baselines3.common.env_util import make_vec_env
 from ratingrl.rl.relabel import PPORolloutScorer, relabel_replay_buffer, unscale_actions
 from ratingrl.rl.reward_wrapper import LearnedRewardVecEnv
 
-torch.set_num_threads(1)
 OBS = spaces.Box(-10, 10, (3,), np.float32)
 ACT = spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 4.0], np.float32))
 

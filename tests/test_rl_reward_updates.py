@@ -6,11 +6,10 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
-import torch
 
-from ratingrl.rl.train import RunConfig, RunError, _trainer_config, train
-
-torch.set_num_threads(1)
+from ratingrl.rl.builders import make_online_method, make_trainer_config
+from ratingrl.rl.config import RunConfig, RunError
+from ratingrl.rl.train import train
 
 TINY = RunConfig(
     env_id="Pendulum-v1",
@@ -37,10 +36,10 @@ TINY = RunConfig(
 
 
 def test_default_split_is_online_none_offline_ten_percent():
-    assert _trainer_config(TINY).val_fraction == 0.0
+    assert make_trainer_config(TINY).val_fraction == 0.0
     offline = replace(TINY, mode="offline", dataset="x.parquet")
-    assert _trainer_config(offline).val_fraction == 0.1
-    assert _trainer_config(replace(TINY, reward_val_fraction=0.2)).val_fraction == 0.2
+    assert make_trainer_config(offline).val_fraction == 0.1
+    assert make_trainer_config(replace(TINY, reward_val_fraction=0.2)).val_fraction == 0.2
 
 
 def test_every_online_update_runs_all_epochs_on_all_labels(tmp_path):
@@ -62,8 +61,7 @@ def test_bad_val_fraction_is_named(tmp_path, fraction):
 
 def test_online_r4_uses_its_online_batch_of_ten_groups():
     from ratingrl.rewards.training import R4Config
-    from ratingrl.rl.train import _online_method
 
-    method = _online_method(replace(TINY, method="r4"))
+    method = make_online_method(replace(TINY, method="r4"))
     assert isinstance(method, R4Config) and method.groups_per_batch == 10
-    assert _online_method(replace(TINY, method="rbrl")).name == "rbrl"
+    assert make_online_method(replace(TINY, method="rbrl")).name == "rbrl"

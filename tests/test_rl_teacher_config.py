@@ -8,13 +8,14 @@ import pytest
 
 from ratingrl.feedback.preference_source import SegmentPairs
 from ratingrl.feedback.segments import SegmentSet
-from ratingrl.rl.train import RunConfig, RunError, _teacher_source
+from ratingrl.rl.builders import make_teacher_source
+from ratingrl.rl.config import RunConfig, RunError
 
 WALKER = (0, 30, 60, 100, 200, 300, 400, 500, 600, 800, 1000)
 
 
 def _rate(config: RunConfig, returns: list[float]) -> np.ndarray:
-    return _teacher_source(config).teacher.bins.classify(np.asarray(returns))
+    return make_teacher_source(config).teacher.bins.classify(np.asarray(returns))
 
 
 def test_equal_width_bins_put_an_early_sparse_policy_in_one_class():
@@ -24,7 +25,7 @@ def test_equal_width_bins_put_an_early_sparse_policy_in_one_class():
 
 def test_r4_boundaries_scale_the_segment_return_to_an_episode():
     config = RunConfig(env_id="dmc/finger-spin", method="r4", rating_boundaries=WALKER)
-    source = _teacher_source(config)
+    source = make_teacher_source(config)
     assert source.scale.n == 10
     # H = 50: x = G * 1000 / 50 = 20 G, so G = 0, 2, 6 -> x = 0, 40, 120 -> classes 0, 1, 3
     assert _rate(config, [0.0, 2.0, 6.0]).tolist() == [0, 1, 3]
@@ -52,7 +53,7 @@ def _pair_labels(config: RunConfig, first: list[float], second: list[float]) -> 
         per_step = np.repeat(np.asarray(rewards, dtype=np.float32)[:, None] / 5, 5, axis=1)
         return SegmentSet(np.zeros((n, 5, 2)), np.zeros((n, 5, 1)), per_step)
 
-    source = _teacher_source(config)
+    source = make_teacher_source(config)
     source.request(SegmentPairs(segments(first), segments(second)))
     return source.collect().labels.tolist()
 

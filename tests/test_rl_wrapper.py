@@ -14,10 +14,6 @@ from ratingrl.feedback.envs import PhysicsStateWrapper, make_env
 from ratingrl.rl.entropy import StateEntropyReward, knn_distance
 from ratingrl.rl.reward_wrapper import EpisodeRecorder, LearnedRewardVecEnv, zero_reward
 
-from .test_states import observation_in
-
-torch.set_num_threads(1)
-
 
 class Counter(gym.Env):
     """obs = [episode number, step in episode]; episodes last ``length`` steps; reward 7."""
@@ -89,7 +85,7 @@ def test_recorder_segments_stay_inside_episodes():
     assert (np.diff(segs.obs[..., 0], axis=1) == 1).all()  # never crosses an episode boundary
 
 
-def test_recorded_states_match_the_observations_across_autoresets():
+def test_recorded_states_match_the_observations_across_autoresets(observation_in):
     """states[t] is the state obs[t] was observed in, also on the first step after a same-step
     reset (the sub-env already holds the next episode's reset state when step() returns)."""
     lengths = (7, 5)  # sub-envs end their episodes at different steps
