@@ -17,6 +17,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _projects()
+    _segments()
+    _raters()
+    _queue_items()
+    _ratings()
+
+
+def _projects() -> None:
     op.create_table(
         "projects",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -34,6 +42,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
+
+
+def _segments() -> None:
     op.create_table(
         "segments",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -55,6 +66,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_segments_project_id", "segments", ["project_id"])
     op.create_index("ix_segments_queue", "segments", ["project_id", "priority", "id"])
+
+
+def _raters() -> None:
     op.create_table(
         "raters",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -69,6 +83,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash"),
     )
     op.create_index("ix_raters_project_id", "raters", ["project_id"])
+
+
+def _queue_items() -> None:
     op.create_table(
         "queue_items",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -89,6 +106,9 @@ def upgrade() -> None:
     op.create_index("ix_queue_items_rater_id", "queue_items", ["rater_id"])
     op.create_index("ix_queue_items_segment_id", "queue_items", ["segment_id"])
     op.create_index("ix_items_rater_status", "queue_items", ["rater_id", "status"])
+
+
+def _ratings() -> None:
     op.create_table(
         "ratings",
         sa.Column("id", sa.Integer(), nullable=False),
