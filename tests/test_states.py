@@ -3,13 +3,10 @@ source wants them) and clips that show the robot."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-
 import numpy as np
 import pytest
-import torch
 
-from ratingrl.feedback.envs import dm_control_physics, make_env, set_physics_state
+from ratingrl.feedback.envs import make_env, set_physics_state
 from ratingrl.feedback.io import (
     load_preferences,
     load_rated,
@@ -19,14 +16,11 @@ from ratingrl.feedback.io import (
 )
 from ratingrl.feedback.rollouts import collect_episodes, random_policy, segment_episodes
 from ratingrl.feedback.segments import FeedbackError, PreferencePairs, SegmentSet
-from ratingrl.feedback.sources import TeacherSource
-from ratingrl.rl import train as train_module
+from ratingrl.feedback.sources import RatingSource, TeacherSource
+from ratingrl.rl.builders import make_teacher_source
 from ratingrl.rl.checkpoint import find_checkpoint, load_state
+from ratingrl.rl.state import RunState
 from ratingrl.rl.train import train
-
-from .test_rl_train import TINY
-
-torch.set_num_threads(1)
 
 
 def _segments(n: int = 3, h: int = 4, with_states: bool = True) -> SegmentSet:
@@ -112,73 +106,48 @@ def test_recorded_states_reproduce_the_observations(env_id):
     np.testing.assert_array_equal(segments.states[1], episode.states[4:8])
 
 
-def observation_in(env, state: np.ndarray) -> np.ndarray:
-    """The observation ``env`` (DMC or Gymnasium MuJoCo) gives in simulator state ``state``."""
-    import gymnasium as gym
-
-    set_physics_state(env, state)
-    unwrapped = env.unwrapped
-    if dm_control_physics(env) is None:
-        return unwrapped._get_obs()
-    raw = unwrapped._env.task.get_observation(unwrapped._env.physics)
-    return gym.spaces.flatten(unwrapped.observation_space, raw)
-
-
-@dataclass
-class StateHungrySource:
+class StateHungrySource(RatingSource):
     """A simulated teacher that asks for states (as the app does) and keeps every query."""
 
-    inner: TeacherSource
-    wants_states: bool = True
-    queries: list[SegmentSet] = field(default_factory=list)
+    wants_states = True
+
+    def __init__(self, inner: TeacherSource) -> None:
+        self.inner = inner
+        self.queries: list[SegmentSet] = []
 
     @property
     def scale(self):
         return self.inner.scale
 
-    def request(self, segments: SegmentSet) -> None:
-        self.queries.append(segments)
-        self.inner.request(segments)
+    def request(self, queries: SegmentSet) -> None:
+        self.queries.append(queries)
+        self.inner.request(queries)
 
     def collect(self, timeout: float = 0.0):
         return self.inner.collect(timeout)
 
 
-# Online SAC on cartpole: 20-step episodes, one 20-step window each (so every query starts an
-# episode, and every episode but the first starts right after SB3's same-step autoreset).
-DMC_ONLINE = replace(
-    TINY,
-    env_id="dmc/cartpole-balance",
-    rating_range=None,
-    total_steps=300,
-    max_episode_steps=20,
-    horizon=20,
-    candidate_episodes=8,
-    budget=6,
-    per_round=6,
-    eval_episodes=1,
-)
-
-
 def _recorded_episodes(run):
     """The training episodes the run's last checkpoint kept (the query candidates)."""
-    episodes = load_state(find_checkpoint(run))["recorder"]["episodes"]
+    episodes = RunState.from_dict(load_state(find_checkpoint(run))).recorder["episodes"]
     assert episodes, "the run recorded no finished episode"
     return episodes
 
 
-def test_the_simulated_teacher_costs_no_state_recording(tmp_path):
+def test_the_simulated_teacher_costs_no_state_recording(tmp_path, dmc_online_config):
     run = tmp_path / "run"
-    train(DMC_ONLINE, run, progress=False)
+    train(dmc_online_config, run, progress=False)
     assert all(ep.states is None for ep in _recorded_episodes(run))
     assert load_rated(run / "feedback.parquet").segments.states is None
 
 
-def test_online_queries_carry_states_when_the_source_wants_them(tmp_path):
+def test_online_queries_carry_states_when_the_source_wants_them(
+    tmp_path, dmc_online_config, observation_in
+):
     """Every query's states reproduce its observations, also right after SB3's autoresets."""
     run = tmp_path / "run"
-    spy = StateHungrySource(train_module._teacher_source(DMC_ONLINE))
-    train(DMC_ONLINE, run, source=spy, progress=False)
+    spy = StateHungrySource(make_teacher_source(dmc_online_config))
+    train(dmc_online_config, run, source=spy, progress=False)
     assert all(ep.states is not None for ep in _recorded_episodes(run))  # checkpoints keep them
     (queries,) = spy.queries
     assert queries.states is not None and queries.states.shape == (6, 20, 4)
@@ -212,7 +181,7 @@ def test_set_state_names_the_expected_shape():
         env.close()
 
 
-def test_dmc_clip_from_states_shows_the_robot_moving(tmp_path):
+def test_dmc_clip_from_states_shows_the_robot_moving(tmp_path, decode_mp4):
     from ratingrl.app.render import ClipRenderer, ClipSpec, bar_frames
 
     episode = _rollout("dmc/cartpole-balance", steps=10)
@@ -240,23 +209,11 @@ def test_dmc_clip_from_states_shows_the_robot_moving(tmp_path):
     np.testing.assert_array_equal(fallback, bar_frames(episode.obs, episode.acts, 64, 48))
     assert np.abs(frames.astype(int) - fallback.astype(int)).mean() > 20
     assert mp4[4:8] == b"ftyp"
-    decoded = _decode(mp4, tmp_path)
+    decoded = decode_mp4(mp4, tmp_path)
     assert decoded.shape[0] == 10 and not np.array_equal(decoded[0], decoded[-1])
 
 
-def _decode(mp4: bytes, folder) -> np.ndarray:
-    """Frames of an MP4, decoded by ffmpeg: proof the bytes are a playable video."""
-    import imageio_ffmpeg
-
-    path = folder / "clip.mp4"
-    path.write_bytes(mp4)
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    w, h = meta["size"]
-    return np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader])
-
-
-def test_add_segments_carries_pool_states_into_the_app(tmp_path):
+def test_add_segments_carries_pool_states_into_the_app(tmp_path, decode_mp4):
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
@@ -296,7 +253,7 @@ def test_add_segments_carries_pool_states_into_the_app(tmp_path):
         clip = client.get("/api/next", headers=h).json()
         video = client.get(clip["video_url"])
         assert video.status_code == 200 and video.content[4:8] == b"ftyp"
-        frames = _decode(video.content, tmp_path)
+        frames = decode_mp4(video.content, tmp_path)
         assert frames.std() > 5 and not np.array_equal(frames[0], frames[-1])
         client.post("/api/ratings", json={"clip_id": clip["clip_id"], "rating": 1}, headers=h)
     assert (
