@@ -181,6 +181,8 @@ def test_registering_a_taken_name_needs_replace():
     register("rbrl")(RbRL)  # the same class again: harmless
     register("rbrl", replace=True)(Other)
     assert method_class("rbrl") is Other and make_method("rbrl").name == "rbrl"
+    with pytest.raises(TrainingError, match="R4 is already registered as 'r4'"):
+        register("r4_again")(R4)  # one class, one name: asdict must say which
 
 
 def test_register_refuses_what_is_not_a_frozen_method_dataclass():

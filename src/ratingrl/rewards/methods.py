@@ -196,6 +196,9 @@ def register(name: str, *, replace: bool = False) -> Callable[[type[_M]], type[_
             raise TrainingError(
                 f"{cls.__qualname__}.data_kind = {cls.data_kind!r}, not one of {get_args(DataKind)}"
             )
+        other = vars(cls).get("_registered_name")
+        if other not in (None, name) and _REGISTRY.get(other) is cls:
+            raise TrainingError(f"{cls.__qualname__} is already registered as {other!r}")
         existing = _REGISTRY.get(name)
         if existing is not None and existing is not cls and not replace:
             raise TrainingError(
