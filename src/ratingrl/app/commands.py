@@ -17,10 +17,13 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
+
+if TYPE_CHECKING:
+    from ratingrl.app.schema import Database
 
 __all__ = ["app_cli", "serve_command"]
 
@@ -42,7 +45,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _open(db: str):  # type: ignore[no-untyped-def]
+def _open(db: str) -> Database:
     """The database at ``db`` with its schema at head; one line on stderr if it was upgraded."""
     from ratingrl.app.schema import open_database
 

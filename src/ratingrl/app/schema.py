@@ -10,8 +10,9 @@ The database holds people's ratings, so its schema changes only through Alembic 
 * a database at head is left alone (one small read);
 * a database at a revision this ratingrl does not know (made by a newer one) is refused.
 
-All of it runs in one transaction (on SQLite ``BEGIN IMMEDIATE``: one process upgrades while the
-others wait), so an interrupted upgrade leaves the database as it was. Alembic is configured in
+All of it runs in one transaction (on SQLite ``BEGIN IMMEDIATE``, on PostgreSQL with an advisory
+lock: one process upgrades while the others wait, then find it current), so an interrupted
+upgrade leaves the database as it was. Alembic is configured in
 code from the package's own folder: no ``alembic.ini`` is needed at run time.
 """
 
@@ -143,7 +144,12 @@ def _check_baseline(connection: Connection, found: set[str]) -> None:
             )
 
 
+_PG_UPGRADE_LOCK = 0x72617469  # any constant shared by every ratingrl process
+
+
 def _upgrade(connection: Connection, name: str) -> SchemaUpgrade:
+    if connection.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE does this there
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_UPGRADE_LOCK})")
     config = alembic_config(connection)
     script = ScriptDirectory.from_config(config)
     head = script.get_current_head()
