@@ -1,21 +1,19 @@
-"""``train_command`` as the CLI registers it: a short oracle run, bad input, resume refusal."""
+"""``ratingrl train``: a short oracle run, bad input, resume refusal."""
 
 from __future__ import annotations
 
 import json
 
-import typer
+import pytest
 from typer.testing import CliRunner
 
-from ratingrl.experiments.train_cmd import train_command
+from ratingrl.cli import app
 
-app = typer.Typer()
-app.command("train")(train_command)
-app.command("noop")(lambda: None)  # two commands so "train" is a subcommand, as in cli.py
 runner = CliRunner()
 SMALL = ["--env", "Pendulum-v1", "--net-arch", "16", "--eval-episodes", "1", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_cli_oracle_run_and_bad_input(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--method", "oracle", "--algo", "ppo", "--steps", "64", "--n-steps", "64"]

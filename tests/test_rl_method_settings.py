@@ -5,38 +5,29 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from ratingrl.experiments.train_cmd import train_command
-from ratingrl.rewards.training import MultiTaskConfig, R4Config, RbRLConfig
-from ratingrl.rl.train import (
-    R4_ONLINE_GROUPS,
-    RunConfig,
-    RunError,
-    _method,
-    _online_method,
-    _with_defaults,
-)
+from ratingrl.cli import app
+from ratingrl.rewards.methods import R4, MultiTask, RbRL
+from ratingrl.rl.builders import R4_ONLINE_GROUPS, make_method, make_online_method
+from ratingrl.rl.config import RunConfig, upgrade_config
+from ratingrl.rl.validation import RunError
 
-app = typer.Typer()
-app.command("train")(train_command)
-app.command("noop")(lambda: None)  # two commands so "train" is a subcommand, as in cli.py
 runner = CliRunner()
 
 
 def test_settings_replace_the_defaults_of_the_runs_own_method():
     config = RunConfig(method="multitask", method_settings={"alpha": 1.0, "kappa": 10.0})
-    assert _online_method(config) == MultiTaskConfig(alpha=1.0, kappa=10.0)
-    assert _method(RunConfig(method="rbrl")) == RbRLConfig()
+    assert make_online_method(config) == MultiTask(alpha=1.0, kappa=10.0)
+    assert make_method(RunConfig(method="rbrl")) == RbRL()
     # the Bradley-Terry half of a mixed run keeps its own defaults
-    assert _method(config, "bt").name == "bt"
+    assert make_method(config, "bt").name == "bt"
 
 
 def test_r4_online_batches_keep_ten_groups_unless_a_setting_says_otherwise():
-    assert _online_method(RunConfig(method="r4")).groups_per_batch == R4_ONLINE_GROUPS
+    assert make_online_method(RunConfig(method="r4")).groups_per_batch == R4_ONLINE_GROUPS
     mine = RunConfig(method="r4", method_settings={"groups_per_batch": 3, "norm_penalty": 0.05})
-    assert _online_method(mine) == R4Config(groups_per_batch=3, norm_penalty=0.05)
+    assert make_online_method(mine) == R4(groups_per_batch=3, norm_penalty=0.05)
 
 
 @pytest.mark.parametrize(
@@ -53,15 +44,17 @@ def test_unknown_settings_are_refused_by_name(method, settings, message):
 
 
 def test_a_run_stored_before_settings_existed_resumes_as_it_ran(tmp_path):
-    stored = {k: v for k, v in RunConfig().to_dict().items() if k != "method_settings"}
-    assert RunConfig.from_dict(_with_defaults(stored)).method_settings == {}
+    stored = {
+        k: v for k, v in RunConfig().to_dict().items() if k not in ("method_settings", "version")
+    }
+    assert RunConfig.from_dict(upgrade_config(stored)).method_settings == {}
     # multi-task runs of that time used alpha = 1/H (None), the default then
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**stored, "method": "multitask"}))
     config = RunConfig.load(path)
     assert config.method_settings == {"alpha": None}
-    assert _online_method(config).alpha is None
-    assert MultiTaskConfig().alpha == 1.0
+    assert make_online_method(config).alpha is None
+    assert MultiTask().alpha == 1.0
 
 
 def test_cli_parses_bracketed_settings_and_shows_them_in_the_plan(tmp_path):

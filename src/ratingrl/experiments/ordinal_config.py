@@ -7,9 +7,10 @@ Both the runner (:mod:`ratingrl.experiments.ordinal_bench`) and the command
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from ratingrl.config_fields import described as _f
 from ratingrl.ordinal.data import ImageTaskConfig
 from ratingrl.ordinal.rewards import RewardWeights
 
@@ -34,13 +35,6 @@ GRPO_METHODS = ("grpo_regression", "grpo_ranking", "grpo_joint", "grpo_joint_rmo
 METHODS: tuple[str, ...] = (*SUPERVISED, *GRPO_METHODS)
 WARM = "warm_start"
 TABLE_METRICS = ("mae", "accuracy", "kendall_tau", "spearman", "query_tau")
-
-
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors typer's keyword
-    """A dataclass field with a help string (tuples are copied through a factory)."""
-    if isinstance(default, tuple):
-        return field(default_factory=lambda: default, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ratingrl.config_fields import described as _f
 from ratingrl.feedback.schedules import Schedule, ScheduleError
 from ratingrl.rl.validation import RunError, validate_config
 
@@ -32,16 +33,6 @@ __all__ = [
 
 CONFIG_VERSION = 2
 """1: config.json without a version (until 2026-12-03); 2: ``version`` and ``plugins``."""
-
-
-def _f(default: Any, help: str, flag: str | None = None):  # noqa: A002 - field metadata idiom
-    """A field with its help text (shown by ``ratingrl train --help``) and option name."""
-    meta = {"help": help, **({"flag": flag} if flag else {})}
-    if isinstance(default, list | tuple):
-        return field(default_factory=lambda: tuple(default), metadata=meta)
-    if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,33 @@
+"""The ``ratingrl`` command: one module per group of commands, each a thin wrapper that parses
+options and calls the library.
+
+    ratingrl pool | rate | reward train          (ratingrl.cli.data)
+    ratingrl train                               (ratingrl.cli.train; options from RunConfig)
+    ratingrl bench fidelity | ordinal, plot      (ratingrl.cli.bench)
+    ratingrl serve, ratingrl app ...             (ratingrl.app.commands)
+    ratingrl demo                                (ratingrl.cli.demo)
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ratingrl.app.commands import app_cli, serve_command
+from ratingrl.cli import bench, data, demo, train
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Reward functions and policies from ratings (RbRL, R4, multi-task, Bradley-Terry).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command()(data.pool)
+app.command()(data.rate)
+app.add_typer(data.reward_app, name="reward")
+app.command("train")(train.train_command)
+app.add_typer(bench.bench_app, name="bench")
+app.command()(bench.plot)
+app.command("serve")(serve_command)
+app.add_typer(app_cli, name="app")
+app.command()(demo.demo)

@@ -1,0 +1,178 @@
+"""Benchmarks that write JSON reports, and their plots.
+
+    ratingrl bench fidelity --env HalfCheetah-v5 --methods r4,rbrl --ratings 100,300,1000
+    ratingrl bench ordinal --seeds 3 --out results/ordinal.json
+    ratingrl plot fidelity.json --out fidelity.png
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ratingrl.cli.common import EnvOpt, PluginsOpt, console, fail, numbers
+from ratingrl.cli.data import (
+    DEFAULT_POOL_STEPS,
+    PoolEpisodesOpt,
+    PoolMaxStepsOpt,
+    PoolStepsOpt,
+    pool_spec,
+)
+from ratingrl.experiments.ordinal_config import METHODS as ORDINAL_METHODS
+from ratingrl.experiments.ordinal_config import OrdinalBenchConfig
+
+__all__ = ["bench_app", "plot"]
+
+bench_app = typer.Typer(help="Benchmarks that write JSON reports.", no_args_is_help=True)
+
+
+@bench_app.command("fidelity")
+def bench_fidelity(
+    out: Annotated[Path, typer.Option(help="JSON report to write")] = Path("fidelity.json"),
+    env: EnvOpt = "HalfCheetah-v5",
+    methods: Annotated[
+        str, typer.Option(help=r"comma-separated; settings in brackets: r4\[norm_penalty=0.05]")
+    ] = "r4,rbrl,multitask,bt,regression",
+    ratings: Annotated[str, typer.Option(help="labels per run, comma-separated")] = "1000",
+    classes: Annotated[str, typer.Option(help="rating levels, comma-separated")] = "4",
+    noise: Annotated[str, typer.Option(help="label-noise level(s) p, comma-separated")] = "0",
+    noise_model: Annotated[
+        str, typer.Option(help="uniform (relabel with prob p) | adjacent (R4's swaps)")
+    ] = "uniform",
+    seeds: int = 3,
+    epochs: int = 60,
+    hidden: Annotated[str, typer.Option(help="reward net widths")] = "64,64",
+    workers: Annotated[int, typer.Option(help="parallel processes (1 thread each)")] = 2,
+    plugins: PluginsOpt = "",
+    pool_steps: PoolStepsOpt = DEFAULT_POOL_STEPS,
+    pool_episodes: PoolEpisodesOpt = 4,
+    pool_max_steps: PoolMaxStepsOpt = 1000,
+) -> None:
+    """Learn rewards from N ratings with each method; score Kendall tau on held-out segments."""
+    from ratingrl.experiments.fidelity import FidelityConfig, run_fidelity
+    from ratingrl.rewards.methods import split_method_specs
+
+    try:
+        spec = pool_spec(env, pool_steps, pool_episodes, pool_max_steps)
+        base = FidelityConfig(env_id=env, pool=spec)
+        config = FidelityConfig(
+            env_id=env,
+            pool=spec,
+            methods=split_method_specs(methods),
+            ratings=numbers(ratings, "--ratings"),
+            classes=numbers(classes, "--classes"),
+            noise=numbers(noise, "--noise", float),
+            noise_model=noise_model,
+            seeds=seeds,
+            trainer=replace(
+                base.trainer,
+                epochs=epochs,
+                net=replace(base.trainer.net, hidden=numbers(hidden, "--hidden")),
+            ),
+            workers=workers,
+            plugins=tuple(m.strip() for m in plugins.split(",") if m.strip()),
+        )
+    except ValueError as err:
+        raise fail(str(err)) from None
+    report = run_fidelity(config, out)
+    _print_fidelity(report)
+    console.print(f"report written to {out} ({report['wall_time_s']:.0f} s)")
+
+
+def _print_fidelity(report: dict) -> None:
+    for condition in report["conditions"]:
+        table = Table(
+            title=f"{report['config']['env_id']}: N={condition['ratings']} "
+            f"K={condition['classes']} noise={condition['noise']:g}"
+        )
+        for column in ("method", "Kendall tau", "Spearman", "label acc.", "s/run"):
+            table.add_column(column)
+        for method, r in condition["results"].items():
+            table.add_row(
+                method,
+                *(f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in ("kendall_tau", "spearman")),
+                f"{r['label_accuracy']['mean']:.3f}",
+                f"{r['wall_time_s']:.1f}",
+            )
+        console.print(table)
+
+
+@bench_app.command("ordinal")
+def bench_ordinal(
+    out: Annotated[Path, typer.Option("--out", help="Result JSON path.")] = Path(
+        "results/ordinal.json"
+    ),
+    seeds: Annotated[int, typer.Option(help=OrdinalBenchConfig.help("seeds"))] = 3,
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny smoke-size run (seconds).")] = False,
+    steps: Annotated[int | None, typer.Option(help=OrdinalBenchConfig.help("steps"))] = None,
+    warm_steps: Annotated[
+        int | None, typer.Option(help=OrdinalBenchConfig.help("warm_steps"))
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated subset of: " + ", ".join(ORDINAL_METHODS)),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help=OrdinalBenchConfig.help("workers"))] = None,
+    plot: Annotated[bool, typer.Option(help="Also save a PNG next to --out.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+) -> None:
+    """Compare GRPO with ranking-aware rewards against supervised ordinal baselines (CPU)."""
+    overrides: dict[str, Any] = {"seeds": seeds}
+    for name, value in (("steps", steps), ("warm_steps", warm_steps), ("workers", workers)):
+        if value is not None:
+            overrides[name] = value
+    if methods:
+        overrides["methods"] = tuple(m.strip() for m in methods.split(",") if m.strip())
+    config = (
+        OrdinalBenchConfig.quick(**overrides)
+        if quick
+        else replace(OrdinalBenchConfig(), **overrides)
+    )
+    from ratingrl.experiments.ordinal_bench import (
+        format_table,
+        plot_results,
+        run_ordinal_benchmark,
+    )
+
+    result = run_ordinal_benchmark(config, progress=progress)
+    options = (steps, warm_steps, methods, workers)
+    result["command"] = _ordinal_command_line(out, seeds, quick, *options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    typer.echo(format_table(result))
+    typer.echo(f"wall time {result['wall_time_s']} s -> {out}")
+    if plot:
+        typer.echo(f"plot -> {plot_results(result, out.with_suffix('.png'))}")
+
+
+def _ordinal_command_line(out: Path, seeds: int, quick: bool, *options: Any) -> str:
+    """The canonical command that reproduces a run (stored in the result JSON)."""
+    names = ("--steps", "--warm-steps", "--methods", "--workers")
+    parts = ["ratingrl", "bench", "ordinal", "--seeds", str(seeds), "--out", str(out)]
+    parts += ["--quick"] if quick else []
+    for name, value in zip(names, options, strict=True):
+        if value is not None:
+            parts += [name, str(value)]
+    return " ".join(parts)
+
+
+def plot(
+    reports: Annotated[list[Path], typer.Argument(help="fidelity JSON reports")],
+    out: Annotated[Path, typer.Option(help="figure to write (.png/.pdf)")] = Path("fidelity.png"),
+    metric: Annotated[str, typer.Option(help="kendall_tau | spearman | label_accuracy")] = (
+        "kendall_tau"
+    ),
+) -> None:
+    """Plot a metric against ratings, noise and number of classes from fidelity reports."""
+    from ratingrl.experiments.plots import load_reports, plot_fidelity
+
+    try:
+        path = plot_fidelity(load_reports(reports), out, metric)
+    except (ValueError, KeyError) as err:
+        raise fail(str(err)) from None
+    console.print(f"figure written to {path}")

@@ -1,0 +1,58 @@
+"""What every ``ratingrl`` command shares: the console, one-line errors, number lists."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["console", "fail", "numbers", "set_threads", "EnvOpt", "ThreadsOpt", "PluginsOpt"]
+
+console = Console()
+
+EnvOpt = Annotated[
+    str, typer.Option("--env", help="Gymnasium id (HalfCheetah-v5) or dmc/domain-task")
+]
+ThreadsOpt = Annotated[int, typer.Option(help="PyTorch threads (tiny nets run best on 1)")]
+PluginsOpt = Annotated[
+    str,
+    typer.Option(
+        help="modules (dotted names or .py files, comma-separated) to import first, e.g. one "
+        "that registers a reward method of your own"
+    ),
+]
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` (one line, no traceback) and give the exit to raise (code 2)."""
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False, markup=True)
+    return typer.Exit(code=2)
+
+
+def numbers(text: str, option: str, kind: type = int) -> tuple:
+    """``"64,64"`` -> ``(64, 64)``; a clear error naming ``option`` otherwise."""
+    try:
+        return tuple(kind(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        what = "whole numbers" if kind is int else "numbers"
+        raise fail(f"{option} takes comma-separated {what}, got {text!r}") from None
+
+
+def set_threads(threads: int) -> None:
+    """PyTorch threads for this process (imported late: ``ratingrl --help`` stays fast)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def load_plugins_or_fail(plugins: str) -> tuple[str, ...]:
+    """Import the ``--plugins`` modules now, so their methods are known to what follows."""
+    from ratingrl.rewards.methods import TrainingError, load_plugins
+
+    modules = tuple(m.strip() for m in plugins.split(",") if m.strip())
+    try:
+        load_plugins(list(modules))
+    except TrainingError as err:
+        raise fail(f"--plugins: {err}") from None
+    return modules
