@@ -87,7 +87,8 @@ def test_a_plugin_method_trains_a_policy_and_a_reward_through_the_cli(tmp_path, 
 
     out = tmp_path / "reward.pt"
     reward = ["reward", "train", "--plugins", str(plugin), "--method", "cli_hinge"]
-    result = runner.invoke(app, [*reward, "--data", str(rated), "--out", str(out), "--epochs", "30"])
+    reward += ["--epochs", "30"]
+    result = runner.invoke(app, [*reward, "--data", str(rated), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.exists() and "cli_hinge: best epoch" in result.output
     tau = float(result.output.split("validation Kendall tau")[1].split(";")[0])
