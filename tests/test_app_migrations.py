@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 from typer.testing import CliRunner
 
 from ratingrl.app import store
-from ratingrl.app.commands import app_cli
+from ratingrl.cli.app import app_cli
 from ratingrl.app.db import Base, make_engine, make_sessionmaker
 from ratingrl.app.demo import DemoSpec, synthetic_segments
 from ratingrl.app.errors import SchemaError

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from ratingrl.app.agreement import krippendorff_alpha_ordinal, self_consistency
-from ratingrl.app.commands import app_cli
+from ratingrl.cli.app import app_cli
 from ratingrl.app.db import make_engine, make_sessionmaker
 from ratingrl.app.demo import DemoSpec, seed_demo, synthetic_segments
 from ratingrl.app.export import export_ratings

@@ -26,12 +26,13 @@ from ratingrl.app import store
 from ratingrl.app.db import unit_of_work
 from ratingrl.app.schema import open_database
 from ratingrl.feedback.segments import FeedbackError, RatedSegments, RatingScale, SegmentSet
+from ratingrl.feedback.sources import RatingSource
 
 __all__ = ["AppRatingSource"]
 
 
 @dataclass
-class AppRatingSource:
+class AppRatingSource(RatingSource):
     """Queue segments in the app's database and collect what raters answer.
 
     ``project`` names the project (None: the database's only project). ``poll_interval`` is how

@@ -4,7 +4,7 @@ options and calls the library.
     ratingrl pool | rate | reward train          (ratingrl.cli.data)
     ratingrl train                               (ratingrl.cli.train; options from RunConfig)
     ratingrl bench fidelity | ordinal, plot      (ratingrl.cli.bench)
-    ratingrl serve, ratingrl app ...             (ratingrl.app.commands)
+    ratingrl serve, ratingrl app ...             (ratingrl.cli.app)
     ratingrl demo                                (ratingrl.cli.demo)
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import typer
 
-from ratingrl.app.commands import app_cli, serve_command
 from ratingrl.cli import bench, data, demo, train
+from ratingrl.cli.app import app_cli, serve_command
 
 __all__ = ["app"]
 

@@ -6,10 +6,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["console", "fail", "numbers", "set_threads", "EnvOpt", "ThreadsOpt", "PluginsOpt"]
 
 console = Console()
+errors = Console(stderr=True)
 
 EnvOpt = Annotated[
     str, typer.Option("--env", help="Gymnasium id (HalfCheetah-v5) or dmc/domain-task")
@@ -25,8 +27,8 @@ PluginsOpt = Annotated[
 
 
 def fail(message: str) -> typer.Exit:
-    """Print ``error: message`` (one line, no traceback) and give the exit to raise (code 2)."""
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False, markup=True)
+    """Print ``error: message`` on stderr (one line, no traceback); the exit to raise (code 2)."""
+    errors.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
     return typer.Exit(code=2)
 
 

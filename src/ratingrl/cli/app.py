@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
+from ratingrl.cli.common import fail
+
 if TYPE_CHECKING:
     from ratingrl.app.schema import Database
 
@@ -38,11 +40,6 @@ DbOpt = Annotated[
 ProjectOpt = Annotated[
     str | None, typer.Option("--project", help="project name (default: the only project)")
 ]
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=2)
 
 
 def _open(db: str) -> Database:
@@ -95,7 +92,7 @@ def create_project_command(
         with _open(db) as database, database.unit() as session:
             store.create_project(session, config)
     except (store.AppError, FeedbackError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     typer.echo(f"created project {name!r}: {env}, scale {list(names)}, clips of {clip_length}")
 
 
@@ -157,7 +154,7 @@ def add_segments_command(
             else:
                 ids = store.add_segments(session, proj, segments, priority, source_tag="cli")
     except (store.AppError, FeedbackError, ValueError, OSError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     if reference_level is not None:
         typer.echo(f"set the example clip of level {reference_level}")
     else:
@@ -180,7 +177,7 @@ def add_rater_command(
         with _open(db) as database, database.unit() as session:
             token = store.add_rater(session, store.get_project(session, project), name)
     except store.AppError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     typer.echo(token)
     typer.echo(f"link: {url.rstrip('/')}/#token={token}", err=True)
 
@@ -201,7 +198,7 @@ def export_command(
             ratings = read_export(session, store.get_project(session, project), include_repeats)
         n = write_export(ratings, out)  # after the commit: the file is written lock-free
     except (store.AppError, OSError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     typer.echo(f"wrote {n} ratings to {out}")
 
 
@@ -230,7 +227,7 @@ def serve_command(
     try:
         upgrade = upgrade_database(db)
     except AppError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     if upgrade.message:
         typer.echo(upgrade.message, err=True)
     token = operator_token or secrets.token_urlsafe(24)
