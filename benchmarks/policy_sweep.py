@@ -9,6 +9,8 @@ skipped, so the script can be stopped and started again at no cost.
     .venv/bin/python benchmarks/policy_sweep.py --track sac --jobs 2
     .venv/bin/python benchmarks/policy_sweep.py --track ppo --report-only
 
+The tracks (environments and run-config overrides) are in ``ratingrl.experiments.tracks``.
+
 Policy recovery = true return of a method / the oracle's, same seed and same env steps (final
 evaluation; also the mean over the learning curve, and at the last evaluation both runs reached,
 by which a stopped or still-running run is compared). Overhead = env steps per CPU second of the
@@ -26,89 +28,16 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from ratingrl.experiments.tracks import METHODS, TRACKS, run_config
+
 ROOT = Path(__file__).resolve().parents[1]
 RATINGRL = str(ROOT / ".venv" / "bin" / "ratingrl")
-METHODS = ("oracle", "r4", "rbrl", "multitask", "bt")
-
-COMMON = ["--mode", "online", "--threads", "1", "--no-progress"]
-
-
-@dataclass(frozen=True)
-class Track:
-    """One benchmark track: the environments it covers and the ``ratingrl train`` options."""
-
-    envs: tuple[str, ...]
-    args: str
-    # the first tracks kept their runs directly under runs/<track>/ (one environment each)
-    flat: bool = False
-
-
-TRACKS: dict[str, Track] = {
-    # PPO: 100k steps; 400 labels, 50 a round every 6k steps (all in by 48k steps).
-    "ppo": Track(
-        ("dmc/cartpole-balance",),
-        "--algo ppo --steps 100000 --net-arch 64,64 --n-steps 2048 --budget 400 --per-round 50 "
-        "--schedule interval --schedule-unit 6000 --reward-hidden 64,64 --reward-epochs 20 "
-        "--eval-every 10000 --eval-episodes 5 --checkpoint-every 25000",
-        flat=True,
-    ),
-    # SAC: 10k steps, 64x64 nets, batch 64; 40 labels, 10 a round every 1k steps.
-    "sac": Track(
-        ("dmc/cartpole-balance",),
-        "--algo sac --steps 10000 --net-arch 64,64 --batch-size 64 --learning-starts 500 "
-        "--buffer-size 100000 --budget 40 --per-round 10 --schedule interval "
-        "--schedule-unit 1000 --reward-hidden 64,64 --reward-epochs 20 --eval-every 2000 "
-        "--eval-episodes 5 --checkpoint-every 5000",
-        flat=True,
-    ),
-    # SAC long enough for the oracle to balance: 30k steps, 64x64 nets, batch 64; R4's online
-    # protocol (100 labels, 10 a round, gaps 1,1,2,3,3,3,4,4,4,5 x unit) squeezed into 30k steps.
-    "sac30k": Track(
-        ("dmc/cartpole-balance",),
-        "--algo sac --steps 30000 --net-arch 64,64 --batch-size 64 --learning-starts 1000 "
-        "--buffer-size 30000 --budget 100 --per-round 10 --schedule r4 --schedule-unit 900 "
-        "--reward-hidden 64,64 --reward-epochs 20 --eval-every 3000 --eval-episodes 5 "
-        "--checkpoint-every 10000",
-    ),
-    # RbRL's walker protocol shortened to 300k steps: 1000 labels, 100 a round every 20k steps
-    # (all in by 200k), on the two harder DMC tasks. SB3's PPO defaults (64x64). The teacher
-    # uses R4's walker boundaries: with 4 equal-width classes over [0, 50] every finger-spin
-    # segment of an early policy (returns 0-6) was rated 0, and nothing could be learned.
-    "ppo300k": Track(
-        ("dmc/finger-spin", "dmc/walker-walk"),
-        "--rating-boundaries 0,30,60,100,200,300,400,500,600,800,1000 "
-        "--algo ppo --steps 300000 --net-arch 64,64 --n-steps 2048 --budget 1000 "
-        "--per-round 100 --schedule interval --schedule-unit 20000 --reward-hidden 64,64 "
-        "--reward-epochs 20 --eval-every 50000 --eval-episodes 5 --checkpoint-every 50000",
-    ),
-    # R4's online SAC protocol at full length: 300k steps, 100 ratings, 10 a round at R4's
-    # growing gaps (unit 9k, so the last round, at 270k, leaves 30k steps to use it; R4 gives
-    # 10k, whose tenth round falls on the last step), R4's walker boundaries, and
-    # bt with 100 preferences. Nets are 64x64 (SB3's default batch of 256): 256x256 runs at
-    # ~57 env steps/s here, 87 min a run; 64x64 at ~150.
-    "sac300k": Track(
-        ("dmc/walker-walk", "dmc/cheetah-run"),
-        "--rating-boundaries 0,30,60,100,200,300,400,500,600,800,1000 "
-        "--algo sac --steps 300000 --net-arch 64,64 --batch-size 256 --learning-starts 1000 "
-        "--buffer-size 300000 --budget 100 --per-round 10 --schedule r4 --schedule-unit 9000 "
-        "--reward-hidden 64,64 --reward-epochs 20 --eval-every 25000 --eval-episodes 5 "
-        "--checkpoint-every 50000",
-    ),
-    # The issue's PPO protocol (RbRL's): 1M steps, 2000 labels collected early -- 200 a round
-    # every 30k steps, all in by 300k -- on three DMC tasks. SB3's PPO defaults (64x64).
-    "ppo1m": Track(
-        ("dmc/cartpole-balance", "dmc/finger-spin", "dmc/walker-walk"),
-        "--algo ppo --steps 1000000 --net-arch 64,64 --n-steps 2048 --budget 2000 "
-        "--per-round 200 --schedule interval --schedule-unit 30000 --reward-hidden 64,64 "
-        "--reward-epochs 20 --eval-every 100000 --eval-episodes 5 --checkpoint-every 100000",
-    ),
-}
+RUNTIME = ["--threads", "1", "--no-progress"]
 
 
 def run_path(runs_dir: Path, track: str, env: str, method: str, seed: int) -> Path:
@@ -119,10 +48,13 @@ def run_path(runs_dir: Path, track: str, env: str, method: str, seed: int) -> Pa
 
 
 def command(track: str, env: str, method: str, seed: int, run: Path) -> list[str]:
+    """``ratingrl train`` of one run: resumed if it was started, else from the track's config
+    (written beside the run folder, so the command line stays short and exact)."""
     if (run / "config.json").exists():
-        return [RATINGRL, "train", "--resume", str(run), "--threads", "1", "--no-progress"]
-    args = [RATINGRL, "train", "--env", env, *COMMON, *TRACKS[track].args.split()]
-    return [*args, "--method", method, "--seed", str(seed), "--out", str(run), "--overwrite"]
+        return [RATINGRL, "train", "--resume", str(run), *RUNTIME]
+    config = run.parent / f"{run.name}.config.json"
+    run_config(track, env, method, seed).save(config)
+    return [RATINGRL, "train", "--config", str(config), "--out", str(run), "--overwrite", *RUNTIME]
 
 
 def _train_commands() -> list[str]:
@@ -266,7 +198,7 @@ def report(track: str, seeds: int, runs_dir: Path, methods: tuple[str, ...]) -> 
     return {
         "track": track,
         "command": f"{sys.executable} benchmarks/policy_sweep.py --track {track} --seeds {seeds}",
-        "train_args": [*COMMON, *TRACKS[track].args.split()],
+        "overrides": json.loads(json.dumps(TRACKS[track].overrides)),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": {
             "nproc": os.cpu_count(),

@@ -1,9 +1,9 @@
-"""Every benchmark track's ``ratingrl train`` options pass ``--check`` (no typo costs a sweep)."""
+"""Every benchmark track's run configuration passes the run's checks (no typo costs a sweep),
+and the sweep's report compares stopped runs fairly."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
@@ -11,6 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ratingrl.cli import app
+from ratingrl.experiments.tracks import TRACKS, run_config
+from ratingrl.rl.config import RunConfig
+from ratingrl.rl.run import check
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -29,23 +32,32 @@ def _sweep_module():
 SWEEP = _sweep_module()
 CASES = [
     (track, env, method)
-    for track, spec in SWEEP.TRACKS.items()
+    for track, spec in TRACKS.items()
     for env in spec.envs[:2]
     for method in ("r4", "bt")
 ]
 
 
 @pytest.mark.parametrize(("track", "env", "method"), CASES)
-def test_track_options_pass_check(track, env, method):
-    args = ["train", "--env", env, *SWEEP.COMMON, *SWEEP.TRACKS[track].args.split()]
-    result = runner.invoke(app, [*args, "--method", method, "--check"])
-    assert result.exit_code == 0, result.output
-    plan = json.loads(result.output)
+def test_track_configs_pass_check(track, env, method):
+    config = run_config(track, env, method, seed=0)
+    plan = check(config)
     assert plan["env_id"] == env
-    steps = int(args[args.index("--steps") + 1])
-    assert plan["schedule"]["steps"][-1] < steps
-    budget = int(args[args.index("--budget") + 1])
-    assert sum(plan["schedule"]["counts"]) == budget
+    assert plan["schedule"]["steps"][-1] < config.total_steps
+    assert sum(plan["schedule"]["counts"]) == config.budget
+
+
+def test_a_track_run_is_its_overrides_on_the_defaults(tmp_path):
+    config = run_config("sac300k", "dmc/cheetah-run", "rbrl", seed=2)
+    assert (config.env_id, config.method, config.seed) == ("dmc/cheetah-run", "rbrl", 2)
+    assert config.total_steps == 300_000 and config.net_arch == (64, 64)
+    assert config.ensemble_size == RunConfig().ensemble_size  # not overridden: the default
+    run = tmp_path / "runs" / "rbrl_s2"
+    cmd = SWEEP.command("sac300k", "dmc/cheetah-run", "rbrl", 2, run)
+    stored = Path(cmd[cmd.index("--config") + 1])
+    assert RunConfig.load(stored) == config and cmd[cmd.index("--out") + 1] == str(run)
+    with pytest.raises(ValueError, match="runs on"):
+        run_config("sac300k", "dmc/cartpole-balance", "r4", 0)
 
 
 def test_check_writes_nothing_and_rejects_a_schedule_that_does_not_fit(tmp_path):
