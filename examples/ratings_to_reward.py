@@ -16,9 +16,10 @@ from ratingrl.feedback.io import load_rated, save_rated
 from ratingrl.feedback.pool import split_by_episode
 from ratingrl.feedback.rollouts import collect_episodes, noisy_policy, segment_episodes
 from ratingrl.feedback.teachers import Bins, RatingTeacher, UniformRelabel
+from ratingrl.rewards.methods import make_method
 from ratingrl.rewards.metrics import kendall_tau
 from ratingrl.rewards.nets import RewardNetConfig
-from ratingrl.rewards.training import TrainerConfig, method_config, train_reward_model
+from ratingrl.rewards.training import TrainerConfig, train_reward_model
 
 ENV = "Pendulum-v1"
 
@@ -59,7 +60,7 @@ def main(episodes: int = 24, epochs: int = 40, out: str = "rated_pendulum.parque
     taus = {}
     for name in ("r4", "rbrl"):
         overrides = {"groups_per_batch": 16} if name == "r4" else {}
-        model = train_reward_model(rated, method_config(name, **overrides), config).model
+        model = train_reward_model(rated, make_method(name, **overrides), config).model
         predicted = model.predict_returns(held_out.obs, held_out.acts).mean(axis=0)
         taus[name] = kendall_tau(predicted, held_out.true_returns)
         print(f"{name}: Kendall tau on {len(held_out)} held-out segments = {taus[name]:.3f}")

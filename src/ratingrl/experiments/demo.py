@@ -21,8 +21,9 @@ from ratingrl.feedback.io import load_segments, save_rated
 from ratingrl.feedback.pool import split_by_episode
 from ratingrl.feedback.teachers import Bins, RatingTeacher
 from ratingrl.progress import progress_bar
+from ratingrl.rewards.methods import make_method
 from ratingrl.rewards.metrics import kendall_tau, quantile_label_accuracy, spearman
-from ratingrl.rewards.training import method_config, train_reward_model
+from ratingrl.rewards.training import train_reward_model
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -67,7 +68,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> dict:
             start = time.perf_counter()
             overrides = {"groups_per_batch": bench.r4_groups_per_batch} if name == "r4" else {}
             fit = train_reward_model(
-                data, method_config(name, **overrides), trainer, on_epoch=on_epoch
+                data, make_method(name, **overrides), trainer, on_epoch=on_epoch
             )
             bar.update(task, completed=trainer.epochs)
             pred = fit.model.predict_returns(held_out.obs, held_out.acts).mean(0)

@@ -18,7 +18,7 @@ Protocol (per seed; every method sees the same images in the same order):
    queries of 2, 4 and 8 images.
 
 Run it with ``ratingrl bench ordinal --out results.json`` (the command is
-:func:`ratingrl.experiments.ordinal_cli.ordinal_command`) or :func:`run_ordinal_benchmark`; the
+:func:`ratingrl.cli.bench.bench_ordinal`) or :func:`run_ordinal_benchmark`; the
 configuration is :class:`~ratingrl.experiments.ordinal_config.OrdinalBenchConfig`.
 """
 

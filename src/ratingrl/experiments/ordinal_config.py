@@ -1,8 +1,8 @@
 """The ordinal benchmark's configuration: methods, metrics and every knob, defined once.
 
 Both the runner (:mod:`ratingrl.experiments.ordinal_bench`) and the command
-(:mod:`ratingrl.experiments.ordinal_cli`) read it; it needs neither PyTorch nor SciPy, so the
-``ratingrl`` command can build its options without importing the runner.
+(``ratingrl bench ordinal``, :mod:`ratingrl.cli.bench`) read it; it needs neither PyTorch nor
+SciPy, so the ``ratingrl`` command can build its options without importing the runner.
 """
 
 from __future__ import annotations
