@@ -54,6 +54,32 @@ def linear_segments_fixture() -> Callable[..., SegmentSet]:
     return linear_segments
 
 
+def random_segments(n: int, h: int = 5, seed: int = 0) -> SegmentSet:
+    """``n`` segments of ``h`` steps (3-d observations, 1-d actions), true rewards in [-1, 0]."""
+    rng = np.random.default_rng(seed)
+    rewards = rng.uniform(-1, 0, size=(n, h)).astype(np.float32)
+    return SegmentSet(rng.normal(size=(n, h, 3)), rng.normal(size=(n, h, 1)), rewards)
+
+
+@pytest.fixture(name="random_segments")
+def random_segments_fixture() -> Callable[..., SegmentSet]:
+    """:func:`random_segments`: ``random_segments(n, h=5, seed=0)``."""
+    return random_segments
+
+
+def make_rated(ratings: Sequence[int], ids: Sequence[str] | None = None, seed: int = 0):
+    """Ratings on a 3-level scale (the :class:`Person`'s) of :func:`random_segments`, with
+    ``label_id`` ``ids`` (None: a teacher's ratings, which have no ids)."""
+    segs = random_segments(len(ratings), seed=seed)
+    return RatedSegments(segs, np.array(ratings), RatingScale(3), {}, None, ids)
+
+
+@pytest.fixture(name="make_rated")
+def make_rated_fixture() -> Callable[..., RatedSegments]:
+    """:func:`make_rated`: ``make_rated([0, 2, 1], ["a", "b", "c"], seed=0)``."""
+    return make_rated
+
+
 # -- the tiny online run -------------------------------------------------------------------------
 def tiny_run() -> RunConfig:
     """Online SAC on Pendulum with tiny nets: two rounds of 10 ratings (steps 250 and 500) in
@@ -203,16 +229,19 @@ class SpyUpdater:
     """A reward updater that records what each update learned from, then delegates.
 
     ``calls[i]`` is ``(labels of each channel, warm-started)`` of update ``i``, recorded as the
-    update starts (also when it then fails).
+    update starts (also when it then fails); ``models`` holds the models the updates returned.
     """
 
     def __init__(self, inner) -> None:
         self.inner = inner
         self.calls: list[tuple[list, bool]] = []
+        self.models: list = []
 
     def __call__(self, labels, model):
         self.calls.append((list(labels), model is not None))
-        return self.inner(labels, model)
+        model, row = self.inner(labels, model)
+        self.models.append(model)
+        return model, row
 
 
 @pytest.fixture

@@ -14,42 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from ratingrl.feedback.io import load_preferences, load_rated, save_rated
-from ratingrl.feedback.rollouts import collect_episodes, random_policy, segment_episodes
-from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher
+from ratingrl.feedback.io import load_preferences, load_rated, save_preferences
+from ratingrl.feedback.segments import PreferencePairs
+from ratingrl.feedback.teachers import PreferenceTeacher
 from ratingrl.rl.checkpoint import load_state
-from ratingrl.rl.online import Schedule, ScheduleError
-from ratingrl.rl.train import RunConfig, RunError, _prepare_run_dir, train
+from ratingrl.rl.config import RunConfig, RunError
+from ratingrl.rl.state import RunState
+from ratingrl.rl.train import train
 
-torch.set_num_threads(1)
-
-TINY = RunConfig(
-    env_id="Pendulum-v1",
-    algo="sac",
-    method="rbrl",
-    mode="online",
-    total_steps=600,
-    max_episode_steps=100,
-    net_arch=(32, 32),
-    batch_size=32,
-    learning_starts=100,
-    buffer_size=400,  # smaller than the run: relabelling after wrap-around is exercised
-    n_steps=128,
-    reward_hidden=(32, 32),
-    reward_epochs=5,
-    budget=20,
-    per_round=10,
-    schedule="interval",
-    schedule_unit=250,
-    horizon=20,
-    candidate_episodes=5,
-    rating_range=(-320.0, 0.0),
-    eval_every=300,
-    eval_episodes=2,
-    checkpoint_every=100,
-)
 SUMMARY_KEYS = {
     "true_return_final",
     "true_return_best",
@@ -62,26 +35,14 @@ SUMMARY_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def rated_path(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(0)
-    env_low, env_high = np.array([-2.0]), np.array([2.0])
-    eps = collect_episodes("Pendulum-v1", random_policy(env_low, env_high, rng), 6, 0, max_steps=60)
-    segs = segment_episodes(eps, 20, 10)
-    data = RatingTeacher(Bins.quantile(3, segs.true_returns)).rate_dataset(segs, rng)
-    path = tmp_path_factory.mktemp("data") / "rated.parquet"
-    save_rated(replace(data, source={**data.source, "env_id": "Pendulum-v1"}), path)
-    return path
-
-
 def _check_summary(summary: dict, run: Path) -> None:
     assert SUMMARY_KEYS <= set(summary)
     assert set(summary["true_return_final"]) == {"mean", "std"}
     assert json.loads((run / "summary.json").read_text())["env_steps"] == summary["env_steps"]
 
 
-def test_online_sac_collects_the_budget_and_relabels(tmp_path):
-    summary = train(TINY, tmp_path / "run", progress=False)
+def test_online_sac_collects_the_budget_and_relabels(tmp_path, tiny_config):
+    summary = train(tiny_config, tmp_path / "run", progress=False)
     _check_summary(summary, tmp_path / "run")
     assert summary["labels_used"] == 20 and summary["env_steps"] == 600
     assert summary["learned_return_final"] is not None
@@ -90,43 +51,36 @@ def test_online_sac_collects_the_budget_and_relabels(tmp_path):
     assert "reward_model/relabelled" in log and "eval/true_return" in log
 
 
-def test_oracle_and_offline_ppo(tmp_path, rated_path):
-    oracle = replace(TINY, method="oracle", algo="ppo", total_steps=256)
+def test_oracle_and_offline_ppo(tmp_path, tiny_config, pendulum_rated):
+    oracle = replace(tiny_config, method="oracle", algo="ppo", total_steps=256)
     summary = train(oracle, tmp_path / "oracle", progress=False)
     _check_summary(summary, tmp_path / "oracle")
     assert summary["learned_return_final"] is None and summary["labels_used"] == 0
-    offline = replace(oracle, method="r4", mode="offline", dataset=str(rated_path))
+    offline = replace(oracle, method="r4", mode="offline", dataset=str(pendulum_rated))
     summary = train(offline, tmp_path / "offline", progress=False)
-    assert summary["labels_used"] == len(load_rated(rated_path))
+    assert summary["labels_used"] == len(load_rated(pendulum_rated))
     assert summary["learned_return_final"] is not None
     assert (tmp_path / "offline" / "reward_model.pt").exists()
 
 
-def test_offline_mixed_ratings_and_preferences(tmp_path, rated_path):
-    from ratingrl.feedback.io import save_preferences
-    from ratingrl.feedback.segments import PreferencePairs
-
-    segs = load_rated(rated_path).segments
+def test_offline_mixed_ratings_and_preferences(tmp_path, tiny_config, pendulum_rated):
+    segs = load_rated(pendulum_rated).segments
     half = len(segs) // 2
     a, b = segs.subset(range(half)), segs.subset(range(half, 2 * half))
     labels, _ = PreferenceTeacher().label(a, b, np.random.default_rng(0))
     prefs = tmp_path / "prefs.parquet"
     save_preferences(PreferencePairs(a, b, labels), prefs)
     config = replace(
-        TINY,
+        tiny_config,
         mode="offline",
         method="r4",
-        dataset=str(rated_path),
+        dataset=str(pendulum_rated),
         preferences=str(prefs),
         total_steps=150,
     )
     summary = train(config, tmp_path / "mixed", progress=False)
     assert summary["labels_used"] == len(segs) + half
     assert summary["reward_model"]["epochs"] >= 1
-
-
-def _bad(tmp_path, **changes):
-    return lambda: train(replace(TINY, **changes), tmp_path / "bad", progress=False)
 
 
 @pytest.mark.parametrize(
@@ -140,62 +94,40 @@ def _bad(tmp_path, **changes):
         ({"env_id": "Pendulum-v1", "rating_range": None}, "rating-range"),
     ],
 )
-def test_bad_input_fails_before_training(tmp_path, changes, message):
+def test_bad_input_fails_before_training(tmp_path, tiny_config, changes, message):
     with pytest.raises(ValueError, match=message):
-        _bad(tmp_path, **changes)()
+        train(replace(tiny_config, **changes), tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()  # nothing was started
 
 
-def test_dataset_from_another_env_is_rejected(tmp_path, rated_path):
-    config = replace(TINY, env_id="dmc/cartpole-balance", mode="offline", dataset=str(rated_path))
+def test_dataset_from_another_env_is_rejected(tmp_path, tiny_config, pendulum_rated):
+    config = replace(
+        tiny_config, env_id="dmc/cartpole-balance", mode="offline", dataset=str(pendulum_rated)
+    )
     with pytest.raises(RunError, match="different environment"):
         train(config, tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
 
 
-def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
+def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path, tiny_config):
     run = tmp_path / "run"
     run.mkdir()
     (run / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match="not empty"):
-        train(TINY, run, progress=False)
+        train(tiny_config, run, progress=False)
     with pytest.raises(RunError, match="not a ratingrl run folder"):
-        train(TINY, run, overwrite=True, progress=False)
+        train(tiny_config, run, overwrite=True, progress=False)
     assert (run / "notes.txt").read_text() == "mine"
-    (run / "config.json").write_text(json.dumps(replace(TINY, seed=5).to_dict()))
+    (run / "config.json").write_text(json.dumps(replace(tiny_config, seed=5).to_dict()))
     with pytest.raises(RunError, match="another configuration.*seed"):
-        train(TINY, run, resume=True, progress=False)
-
-
-def test_resume_fills_fields_newer_than_the_stored_config(tmp_path):
-    """A run started before a field existed resumes: it ran with what is now the default."""
-    run = tmp_path / "run"
-    run.mkdir()
-    old = TINY.to_dict()
-    del old["preference_budget"]  # config.json written before the field was added
-    (run / "config.json").write_text(json.dumps(old))
-    _prepare_run_dir(run, TINY, resume=True, overwrite=False)  # no error: 0 is the default
-    with pytest.raises(RunError, match="preference_budget: 0 -> 5"):
-        _prepare_run_dir(run, replace(TINY, preference_budget=5), resume=True, overwrite=False)
-    assert json.loads((run / "config.json").read_text()) == old  # resuming rewrites nothing
-    (run / "config.json").write_text(json.dumps({**old, "retired_field": 1}))
-    with pytest.raises(RunError, match="retired_field: 1 -> None"):
-        _prepare_run_dir(run, TINY, resume=True, overwrite=False)
-
-
-def test_schedules():
-    assert Schedule.r4(100, 10, 10_000).steps[:4] == (10_000, 20_000, 40_000, 70_000)
-    assert Schedule.interval(25, 10, 100).counts == (10, 10, 5)
-    assert Schedule.explicit((5, 9), 5).counts == (3, 2)
-    with pytest.raises(ScheduleError, match="entropy pre-training"):
-        Schedule.interval(10, 10, 100).check_fits(1000, not_before=500)
+        train(tiny_config, run, resume=True, progress=False)
 
 
 _CHILD = """
 import sys, torch
 torch.set_num_threads(1)
-from dataclasses import replace
-from ratingrl.rl.train import RunConfig, train
+from ratingrl.rl.config import RunConfig
+from ratingrl.rl.train import train
 config = RunConfig.from_dict(__import__("json").loads(sys.argv[1]))
 train(config, sys.argv[2], resume=sys.argv[3] == "1", progress=False)
 """
@@ -219,33 +151,35 @@ def _kill_when(config: RunConfig, run: Path, ready: Callable[[], bool]) -> None:
         child.wait()
 
 
-def test_resume_after_kill_keeps_every_label(tmp_path):
-    config = replace(TINY, total_steps=1500, budget=40, schedule_unit=300, eval_every=1000)
+@pytest.mark.slow
+def test_resume_after_kill_keeps_every_label(tmp_path, tiny_config):
+    config = replace(tiny_config, total_steps=1500, budget=40, schedule_unit=300, eval_every=1000)
     run = tmp_path / "run"
     feedback = run / "feedback.parquet"
     _kill_when(config, run, lambda: feedback.exists() and len(load_rated(feedback)) >= 20)
     before = load_rated(feedback)
     assert not (run / "summary.json").exists()
-    first = load_state(run / "checkpoint")["timing"]  # the killed session's share
-    assert first["steps"] > 0 and first["reward_update_s"] > 0
+    first = RunState.from_dict(load_state(run / "checkpoint")).timing  # the killed session's
+    assert first.steps > 0 and first.reward_update_s > 0
     summary = train(config, run, resume=True, progress=False)
     after = load_rated(feedback)
     assert summary["labels_used"] == 40 == len(after)
     # speed and update time cover the whole run, each step counted once
-    whole = load_state(run / "checkpoint")["timing"]
-    assert whole["steps"] == 1500 and whole["busy_cpu_s"] > first["busy_cpu_s"]
-    assert summary["reward_update_s"] == whole["reward_update_s"] > first["reward_update_s"]
-    assert summary["env_steps_per_cpu_s"] == pytest.approx(1500 / whole["busy_cpu_s"])
+    whole = RunState.from_dict(load_state(run / "checkpoint")).timing
+    assert whole.steps == 1500 and whole.busy_cpu_s > first.busy_cpu_s
+    assert summary["reward_update_s"] == whole.reward_update_s > first.reward_update_s
+    assert summary["env_steps_per_cpu_s"] == pytest.approx(1500 / whole.busy_cpu_s)
     np.testing.assert_array_equal(after.ratings[: len(before)], before.ratings)
     np.testing.assert_array_equal(after.segments.obs[: len(before)], before.segments.obs)
     assert summary["env_steps"] == 1500
     assert (run / "progress.resume1.csv").exists() and (run / "progress.csv").exists()
 
 
-def test_bt_resume_after_kill_keeps_every_pair(tmp_path):
+@pytest.mark.slow
+def test_bt_resume_after_kill_keeps_every_pair(tmp_path, tiny_config):
     """kill -9 of an online preference (bt) run after its first round: no pair is lost."""
     config = replace(
-        TINY, method="bt", total_steps=1500, budget=40, schedule_unit=300, eval_every=1000
+        tiny_config, method="bt", total_steps=1500, budget=40, schedule_unit=300, eval_every=1000
     )
     run = tmp_path / "run"
     feedback = run / "feedback.parquet"
