@@ -16,6 +16,7 @@ import torch
 from scipy.optimize import minimize
 
 from ratingrl import soft_rank as exported_soft_rank
+from ratingrl.rewards import isotonic
 from ratingrl.rewards import soft_rank as soft_rank_module
 from ratingrl.rewards.soft_rank import soft_rank, soft_sort
 
@@ -277,21 +278,21 @@ def test_batched_pav_matches_per_row_pav_and_overflow_fallback():
     y = rng.normal(size=(6, 30)) * np.array([[1e-3], [1.0], [1e3], [1.0], [1e6], [5.0]])
     y[3] = np.arange(30.0)  # an already-increasing row: all singletons when increasing
     for increasing in (True, False):
-        batched = soft_rank_module._isotonic_blocks(y, increasing)
-        per_row = soft_rank_module._blocks_per_row(y, increasing)
+        batched = isotonic.isotonic_blocks(y, increasing)
+        per_row = isotonic.blocks_per_row(y, increasing)
         np.testing.assert_array_equal(batched.starts, per_row.starts)
         np.testing.assert_array_equal(batched.lengths, per_row.lengths)
         for start, length in zip(batched.starts, batched.lengths, strict=True):
             assert start // 30 == (start + length - 1) // 30  # no block crosses a row
     huge = np.array([[1e308, -1e308], [-1e308, 1e308]])  # row shifts would overflow
-    assert soft_rank_module._row_offsets(huge, increasing=True) is None
-    blocks = soft_rank_module._isotonic_blocks(huge, increasing=True)
+    assert isotonic.row_offsets(huge, increasing=True) is None
+    blocks = isotonic.isotonic_blocks(huge, increasing=True)
     np.testing.assert_array_equal(blocks.starts, [0, 2, 3])  # row 0 pools, row 1 is sorted
     np.testing.assert_array_equal(blocks.lengths, [2, 1, 1])
 
 
 def test_block_average_is_the_isotonic_jacobian():
-    blocks = soft_rank_module._Blocks(np.array([0, 2, 3]), np.array([2, 1, 3]))
+    blocks = isotonic.Blocks(np.array([0, 2, 3]), np.array([2, 1, 3]))
     flat = torch.tensor([1.0, 3.0, 5.0, 0.0, 3.0, 6.0], dtype=torch.float64, requires_grad=True)
     averaged = soft_rank_module._BlockAverage.apply(flat, blocks)
     expected = torch.tensor([2.0, 2.0, 5.0, 3.0, 3.0, 3.0], dtype=torch.float64)

@@ -296,11 +296,8 @@ class SegmentSet:
 
 
 def _label_ids(value: object, n: int) -> np.ndarray:
-    """``label_id`` as an object array of strings (None where a label has no id).
-
-    Integers (a database's row ids) become their decimal strings, so ids compare equal
-    whether they were made in memory or read back from Parquet's string column.
-    """
+    """``label_id`` as strings (None: no id). Integers (database row ids) become decimal strings,
+    so ids compare equal whether made in memory or read back from Parquet's string column."""
     ids = np.asarray(value, dtype=object)
     if ids.shape != (n,):
         raise FeedbackError(f"label_id has shape {ids.shape}, expected ({n},)")
@@ -370,17 +367,13 @@ class RatedSegments:
 
     @classmethod
     def concat(cls, parts: Sequence[RatedSegments]) -> RatedSegments:
-        """The ratings of ``parts`` one after another, keeping the first part's source.
-
-        All parts must share one scale (a changed scale needs a remap first, see
-        :class:`~ratingrl.feedback.store.FeedbackStore`). ``rater`` and ``label_id`` are kept
-        where any part has them, None in the rows of parts that lack them.
-        """
+        """The ratings of ``parts`` (one scale) in turn, with the first part's source; ``rater``
+        and ``label_id`` kept where any part has them (None in the rows of parts without)."""
         if not parts:
             raise FeedbackError("cannot concatenate an empty list of rated segments")
-        for part in parts[1:]:
-            if part.scale != parts[0].scale:
-                raise FeedbackError(f"ratings on scale {part.scale} cannot join {parts[0].scale}")
+        other = next((p.scale for p in parts if p.scale != parts[0].scale), None)
+        if other is not None:
+            raise FeedbackError(f"ratings on scale {other} cannot join ones on {parts[0].scale}")
 
         def optional(name: str) -> np.ndarray | None:
             cols = [getattr(p, name) for p in parts]

@@ -45,7 +45,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.optimize import isotonic_regression
+
+from ratingrl.rewards.isotonic import Blocks, isotonic_blocks
 
 __all__ = ["soft_rank", "soft_sort"]
 
@@ -225,89 +226,6 @@ def _import_torchsort() -> ModuleType | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Isotonic block structure (the only sequential step; done by scipy's compiled PAV)
-# --------------------------------------------------------------------------------------------
-
-
-class _Blocks:
-    """Contiguous blocks of a row-wise isotonic fit, indexed in the flattened (row-major) batch.
-
-    An isotonic fit is the block mean of its input on each block, and its Jacobian averages a
-    vector within each block; both are one ``np.add.reduceat`` plus one ``np.repeat``.
-    """
-
-    def __init__(self, starts: np.ndarray, lengths: np.ndarray) -> None:
-        self.starts = starts
-        self.lengths = lengths
-        self.singletons = len(starts) == int(lengths.sum())  # hard regime: nothing pooled
-
-    def mean(self, flat: np.ndarray) -> np.ndarray:
-        """Block means of the float64 vector ``flat``, broadcast back to every element."""
-        if self.singletons:
-            return flat
-        return np.repeat(np.add.reduceat(flat, self.starts) / self.lengths, self.lengths)
-
-    def mean_index(self) -> np.ndarray:
-        """Block means of the flat index ``0..size-1``, in closed form (exact half-integers)."""
-        return np.repeat(self.starts + (self.lengths - 1) / 2.0, self.lengths)
-
-
-def _isotonic_blocks(y: np.ndarray, increasing: bool) -> _Blocks:
-    """Blocks of the row-wise isotonic regression of ``y`` (shape ``(batch, n)``, float64).
-
-    ``increasing`` selects a non-decreasing (else non-increasing) fit. Blocks never cross rows.
-    """
-    offsets = _row_offsets(y, increasing)
-    if offsets is not None:
-        flat = (y + offsets[:, None]).ravel()
-        edges = isotonic_regression(flat, increasing=increasing).blocks
-        if _respects_rows(edges, y.shape):
-            return _Blocks(edges[:-1], np.diff(edges))
-    return _blocks_per_row(y, increasing)
-
-
-def _row_offsets(y: np.ndarray, increasing: bool) -> np.ndarray | None:
-    """Per-row shifts that let one PAV call solve all rows at once.
-
-    Shifting row ``k`` by ``k * (2 * span + 1)`` (down for non-increasing fits) puts every
-    entry of a row strictly beyond every entry of the previous row, so the monotone constraint
-    between rows is slack and PAV never pools across them; that replaces a Python loop of
-    ``batch`` scipy calls with one call. Only the block structure is kept (means are recomputed
-    from the unshifted data), so the shift just has to keep the pooling decisions right.
-    Returns None when there is a single row or the shifts would overflow.
-    """
-    rows = y.shape[0]
-    if rows == 1:
-        return None
-    high, low = float(y.max()), float(y.min())
-    step = 2.0 * (high - low) + 1.0  # Python floats: overflow gives inf, not a warning
-    if not math.isfinite(step * rows + abs(high) + abs(low)):
-        return None
-    offsets = np.arange(rows, dtype=np.float64) * step
-    return offsets if increasing else -offsets
-
-
-def _respects_rows(edges: np.ndarray, shape: tuple[int, int]) -> bool:
-    """True when every row boundary is a block edge (a cheap guard on the shifting trick)."""
-    rows, n = shape
-    boundaries = np.arange(rows + 1) * n
-    found = np.searchsorted(edges, boundaries)
-    return bool(np.all(found < len(edges)) and np.array_equal(edges[found], boundaries))
-
-
-def _blocks_per_row(y: np.ndarray, increasing: bool) -> _Blocks:
-    """Fallback: one PAV call per row (never per element)."""
-    n = y.shape[1]
-    starts = np.concatenate(
-        [
-            isotonic_regression(row, increasing=increasing).blocks[:-1] + k * n
-            for k, row in enumerate(y)
-        ]
-    )
-    return _Blocks(starts, np.diff(np.append(starts, y.size)))
-
-
-# --------------------------------------------------------------------------------------------
 # Forward passes (numpy, float64)
 # --------------------------------------------------------------------------------------------
 
@@ -334,7 +252,7 @@ def _positions(n: int) -> np.ndarray:
 
 def _soft_rank_forward(
     values: torch.Tensor, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, _Blocks]:
+) -> tuple[torch.Tensor, torch.Tensor, Blocks]:
     """Soft ranks ``r = z - iso_up(z - p)`` with ``z = sort(values) / eps``.
 
     On a block ``B`` the fit is ``mean_B(z) - mean_B(p)``, so ``r = (z - mean_B z) + mean_B p``;
@@ -344,7 +262,7 @@ def _soft_rank_forward(
     z, order = _sorted_rows(values)
     z /= eps
     rows, n = z.shape
-    blocks = _isotonic_blocks(z - _positions(n), increasing=True)
+    blocks = isotonic_blocks(z - _positions(n), increasing=True)
     if blocks.singletons:
         ranks = np.tile(_positions(n), (rows, 1))
     else:
@@ -356,7 +274,7 @@ def _soft_rank_forward(
 
 def _soft_sort_forward(
     values: torch.Tensor, eps: float
-) -> tuple[torch.Tensor, torch.Tensor, _Blocks]:
+) -> tuple[torch.Tensor, torch.Tensor, Blocks]:
     """Soft sort ``s = iso_down(t - p / eps) + p / eps`` with ``t = sort(values)``.
 
     On a block the output is ``mean_B(t) + (p - mean_B p) / eps``: the hard-sorted value itself
@@ -365,7 +283,7 @@ def _soft_sort_forward(
     """
     t, order = _sorted_rows(values)
     rows, n = t.shape
-    blocks = _isotonic_blocks(t - _positions(n) / eps, increasing=False)
+    blocks = isotonic_blocks(t - _positions(n) / eps, increasing=False)
     out = t
     if not blocks.singletons:
         index = np.arange(t.size, dtype=np.float64)  # p - mean_B(p) == index - mean_B(index)
@@ -394,7 +312,7 @@ class _BlockAverage(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, flat: torch.Tensor, blocks: _Blocks) -> torch.Tensor:
+    def forward(ctx, flat: torch.Tensor, blocks: Blocks) -> torch.Tensor:
         ctx.blocks = blocks
         if blocks.singletons:
             return flat.clone()
