@@ -42,6 +42,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from ratingrl.feedback.preference_source import SegmentPairs
 from ratingrl.feedback.schedules import Schedule, ScheduleError
@@ -234,8 +235,10 @@ class OnlineFeedback(BaseCallback):
                 self.logger.record(f"feedback/{key}_{name}", value)
 
     def _relabel(self) -> int:
-        buffer = getattr(self.model, "replay_buffer", None)  # self.model: the SB3 algorithm
-        if not isinstance(buffer, ReplayBuffer) or self.reward_model is None:
+        if not isinstance(self.model, OffPolicyAlgorithm) or self.reward_model is None:
+            return 0  # self.model is SB3's algorithm: only off-policy ones keep old rewards
+        buffer = self.model.replay_buffer
+        if not isinstance(buffer, ReplayBuffer):
             return 0
         space = self.model.action_space
         box = space if isinstance(space, spaces.Box) else None
