@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-fidelity clean-venv
+.PHONY: demo test test-fast lint bench-fidelity clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 	-sh scripts/install_chromium.sh
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/python -m pytest -q src tests
+
+# The edit loop: everything but the tests marked slow (end-to-end training, browser, benchmarks).
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/python -m pytest -q -m "not slow" src tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks

@@ -5,16 +5,15 @@ import subprocess
 import sys
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from ratingrl.cli import app
 from ratingrl.experiments.ordinal_bench import (
     METHODS,
     OrdinalBenchConfig,
     format_table,
     run_ordinal_benchmark,
 )
-from ratingrl.experiments.ordinal_cli import ordinal_command
 
 METRICS = {"mae", "accuracy", "kendall_tau", "spearman", "query_tau"}
 
@@ -72,10 +71,10 @@ def test_format_table_lists_methods_with_mean_and_std(quick_result: dict) -> Non
 
 
 def test_typer_command_writes_json_and_plot(tmp_path) -> None:
-    app = typer.Typer()
-    app.command()(ordinal_command)
     out = tmp_path / "ordinal.json"
     args = [
+        "bench",
+        "ordinal",
         "--quick",
         "--seeds",
         "1",
@@ -95,16 +94,17 @@ def test_typer_command_writes_json_and_plot(tmp_path) -> None:
 
 
 def test_command_imports_the_runner_lazily_and_the_runner_never_imports_the_command() -> None:
-    """One direction only: config <- runner <- command; the command starts without torch."""
+    """One direction only: config <- runner <- command; the CLI starts without torch."""
     code = (
         "import sys\n"
-        "import ratingrl.experiments.ordinal_cli\n"
+        "import ratingrl.cli\n"
         "assert 'torch' not in sys.modules, 'the command module imported torch'\n"
         "assert 'ratingrl.experiments.ordinal_bench' not in sys.modules\n"
-        "for name in [m for m in sys.modules if m.startswith('ratingrl.experiments.ordinal')]:\n"
+        "ours = ('ratingrl.experiments', 'ratingrl.cli')\n"
+        "for name in [m for m in sys.modules if m.startswith(ours)]:\n"
         "    del sys.modules[name]\n"
         "import ratingrl.experiments.ordinal_bench\n"
-        "assert 'ratingrl.experiments.ordinal_cli' not in sys.modules, 'runner imports command'\n"
+        "assert 'ratingrl.cli.bench' not in sys.modules, 'runner imports command'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -10,13 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ratingrl.feedback.queries import PAIR_SELECTORS, SELECTORS
-from ratingrl.rewards.methods import (
-    TrainingError,
-    load_plugins,
-    make_method,
-    method_class,
-    registered_methods,
-)
+
+# The reward-method registry (and with it torch) is imported by the checks that need it, not
+# here: the command line builds its options from RunConfig, and `ratingrl --help` stays fast.
 
 if TYPE_CHECKING:
     from ratingrl.rl.config import RunConfig
@@ -34,6 +30,8 @@ class RunError(ValueError):
 
 def method_data_kind(name: str) -> str:
     """``"ratings"`` or ``"pairs"``: what the registered reward method ``name`` learns from."""
+    from ratingrl.rewards.methods import method_class
+
     return method_class(name).data_kind
 
 
@@ -42,6 +40,8 @@ def validate_config(config: RunConfig) -> None:
 
     The run's ``plugins`` are imported first: a method they register is then a known method.
     """
+    from ratingrl.rewards.methods import TrainingError, load_plugins
+
     try:
         load_plugins(list(config.plugins))
     except TrainingError as err:
@@ -59,6 +59,8 @@ def validate_config(config: RunConfig) -> None:
 
 
 def _check_choices(config: RunConfig) -> None:
+    from ratingrl.rewards.methods import registered_methods
+
     methods = [*registered_methods(), "oracle"]
     checks = [
         (config.algo in ALGOS, f"unknown algo {config.algo!r}; choose one of {list(ALGOS)}"),
@@ -129,6 +131,8 @@ def _check_method_settings(config: RunConfig) -> None:
     """Unknown keys would otherwise fail only at the first reward update, rounds in."""
     if not config.method_settings:
         return
+    from ratingrl.rewards.methods import TrainingError, make_method
+
     spec = ",".join(f"{k}={v}" for k, v in config.method_settings.items())
     if config.method == "oracle":
         raise RunError(f"--method oracle[{spec}]: the oracle has no settings")
