@@ -41,6 +41,7 @@ def _check_summary(summary: dict, run: Path) -> None:
     assert json.loads((run / "summary.json").read_text())["env_steps"] == summary["env_steps"]
 
 
+@pytest.mark.slow
 def test_online_sac_collects_the_budget_and_relabels(tmp_path, tiny_config):
     summary = train(tiny_config, tmp_path / "run", progress=False)
     _check_summary(summary, tmp_path / "run")
