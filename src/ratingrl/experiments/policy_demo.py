@@ -15,18 +15,15 @@ not the number (see ``docs/benchmarks.md`` for measured recovery at larger budge
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ratingrl.rl.train import RunConfig
+from ratingrl.config_fields import described as _f
+from ratingrl.rl.config import RunConfig
 
 __all__ = ["PolicyDemoConfig", "run_policy_demo", "plot_curves"]
-
-
-def _f(default, help: str):  # noqa: A002 - mirrors dataclasses.field's metadata idiom
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
