@@ -218,9 +218,9 @@ def test_add_segments_carries_pool_states_into_the_app(tmp_path, decode_mp4):
     from typer.testing import CliRunner
 
     from ratingrl.app import store
-    from ratingrl.cli.app import app_cli
     from ratingrl.app.db import SegmentRow, bytes_to_array, make_engine, make_sessionmaker
     from ratingrl.app.server import create_app
+    from ratingrl.cli.app import app_cli
     from ratingrl.feedback.io import load_rated
 
     episode = _rollout("dmc/cartpole-balance", steps=30)
