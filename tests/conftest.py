@@ -2,8 +2,9 @@
 test starts from, a small rated Pendulum dataset, and fake feedback sources (a person who answers
 later and takes ratings back, a source that dies mid-run, a spy on the reward updater).
 
-With ``--import-mode=importlib`` test modules cannot import this file: everything they share is
-a fixture (a fixture may hand out a class or a function).
+Test modules import neither this file nor each other: everything they share is a fixture here
+(a fixture may hand out a class or a function), so each module runs on its own and
+``--import-mode=importlib`` needs no package layout.
 """
 
 from __future__ import annotations
