@@ -20,28 +20,13 @@ import torch
 
 from ratingrl.feedback.segments import RatedSegments, RatingScale, SegmentSet
 from ratingrl.feedback.sources import FeedbackSource, RatingSource
+from ratingrl.feedback.synthetic import linear_segments
 
 if TYPE_CHECKING:
     from ratingrl.rl.config import RunConfig
 
 # Tiny nets run fastest on one thread, and two threads fight any other process on a 2-core box.
 torch.set_num_threads(1)
-
-
-def linear_segments(n: int, horizon: int = 10, obs_dim: int = 4, act_dim: int = 2, seed: int = 0):
-    """Segments whose true reward is ``obs[..., 0] - 0.1 * |a|^2``, with varied behaviour.
-
-    Each segment gets its own offset on the first observation, so returns spread widely
-    (like a pool from bad to good policies) and a small net can learn the order.
-    """
-    rng = np.random.default_rng(seed)
-    level = rng.uniform(-2, 2, size=(n, 1))
-    obs = rng.normal(0, 0.5, size=(n, horizon, obs_dim))
-    obs[..., 0] += level
-    acts = rng.uniform(-1, 1, size=(n, horizon, act_dim))
-    rewards = obs[..., 0] - 0.1 * (acts**2).sum(-1)
-    episode = np.arange(n) // 5
-    return SegmentSet(obs, acts, rewards, episode, np.zeros(n, dtype=int))
 
 
 @pytest.fixture
@@ -51,7 +36,7 @@ def segments() -> SegmentSet:
 
 @pytest.fixture(name="linear_segments")
 def linear_segments_fixture() -> Callable[..., SegmentSet]:
-    """:func:`linear_segments` itself, for tests that need other sizes or seeds."""
+    """:func:`ratingrl.feedback.synthetic.linear_segments`, for other sizes or seeds."""
     return linear_segments
 
 

@@ -11,7 +11,6 @@ from sqlalchemy import inspect
 from typer.testing import CliRunner
 
 from ratingrl.app import store
-from ratingrl.cli.app import app_cli
 from ratingrl.app.db import Base, make_engine, make_sessionmaker
 from ratingrl.app.demo import DemoSpec, synthetic_segments
 from ratingrl.app.errors import SchemaError
@@ -23,6 +22,7 @@ from ratingrl.app.schema import (
     upgrade_database,
 )
 from ratingrl.app.server import create_app
+from ratingrl.cli.app import app_cli
 from ratingrl.feedback.io import load_rated
 
 

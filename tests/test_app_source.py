@@ -8,13 +8,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from ratingrl.app.agreement import krippendorff_alpha_ordinal, self_consistency
-from ratingrl.cli.app import app_cli
 from ratingrl.app.db import make_engine, make_sessionmaker
 from ratingrl.app.demo import DemoSpec, seed_demo, synthetic_segments
 from ratingrl.app.export import export_ratings
 from ratingrl.app.server import create_app
 from ratingrl.app.source import AppRatingSource
 from ratingrl.app.store import get_project
+from ratingrl.cli.app import app_cli
 from ratingrl.feedback.io import load_rated, save_segments
 from ratingrl.feedback.sources import RatingSource
 from ratingrl.feedback.store import FeedbackStore

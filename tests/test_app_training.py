@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 
 import numpy as np
-import torch
+import pytest
 from fastapi.testclient import TestClient
 
 from ratingrl.app import store
@@ -22,13 +22,8 @@ from ratingrl.app.render import bar_frames
 from ratingrl.app.server import create_app
 from ratingrl.app.source import AppRatingSource
 from ratingrl.feedback.io import load_rated
-from ratingrl.rl import train as train_module
+from ratingrl.rl.run import Run
 from ratingrl.rl.train import train
-
-from .test_rl_online import TINY
-from .test_states import DMC_ONLINE, _decode
-
-torch.set_num_threads(1)
 
 
 def _rater(client: TestClient, token: str, stop: threading.Event, answered: list[int]) -> None:
@@ -47,14 +42,16 @@ def _rater(client: TestClient, token: str, stop: threading.Event, answered: list
             answered.append(value)
 
 
-def test_online_training_collects_ratings_from_the_app(tmp_path):
+@pytest.mark.slow
+def test_online_training_collects_ratings_from_the_app(tmp_path, tiny_config):
+    tiny = replace(tiny_config, buffer_size=1000, checkpoint_every=300)
     db = f"sqlite:///{tmp_path / 'ratings.db'}"
     tokens = seed_demo(
         db,
         DemoSpec(
             env_id="Pendulum-v1",
             n_segments=0,
-            clip_length=TINY.horizon,
+            clip_length=tiny.horizon,
             raters=("alice",),
             references=False,
         ),
@@ -65,7 +62,7 @@ def test_online_training_collects_ratings_from_the_app(tmp_path):
     person.start()
     source = AppRatingSource(db)
     try:
-        config = replace(TINY, method="rbrl", total_steps=900, budget=20, per_round=10)
+        config = replace(tiny, method="rbrl", total_steps=900, budget=20, per_round=10)
         summary = train(config, tmp_path / "run", source=source, progress=False)
     finally:
         stop.set()
@@ -77,6 +74,16 @@ def test_online_training_collects_ratings_from_the_app(tmp_path):
     assert feedback.ratings.tolist() == answered[: len(feedback)]
     assert summary["labels_used"] == len(feedback)
     assert summary["env_steps"] >= 900
+
+
+class _LabelIds:
+    """The label ids each reward update learned from, read live from a spy updater."""
+
+    def __init__(self, spy) -> None:
+        self.spy = spy
+
+    def __iter__(self):
+        return iter([labels[0].label_id.tolist() for labels, _ in list(self.spy.calls)])
 
 
 def _stored_ids(path) -> list[str]:
@@ -131,24 +138,23 @@ def _take_back(client: TestClient, headers: dict, feedback, rating_id: str, log:
     log["dropped"] = _wait_for(lambda: rating_id not in _stored_ids(feedback))
 
 
-def test_undo_after_collection_retracts_the_rating_from_the_run(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_undo_after_collection_retracts_the_rating_from_the_run(
+    tmp_path, tiny_config, spy_updater
+):
+    tiny = replace(tiny_config, buffer_size=1000, checkpoint_every=300)
     db = f"sqlite:///{tmp_path / 'ratings.db'}"
     spec = DemoSpec(
         env_id="Pendulum-v1",
         n_segments=0,
-        clip_length=TINY.horizon,
+        clip_length=tiny.horizon,
         raters=("alice",),
         references=False,
     )
     tokens = seed_demo(db, spec)
-    updates: list[list[str]] = []
-    real = train_module.train_reward_model
-
-    def spy(data, *args, **kwargs):  # the labels each reward update learns from
-        updates.append(data.label_id.tolist())
-        return real(data, *args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_reward_model", spy)
+    config = replace(tiny, method="rbrl", total_steps=900, budget=20, per_round=10)
+    spy = spy_updater(config)
+    updates = _LabelIds(spy)
     feedback = tmp_path / "run" / "feedback.parquet"
     client = TestClient(create_app(db, tmp_path / "clips", "operator-token"))
     stop, log = threading.Event(), {"rated": [], "updates": updates}
@@ -158,12 +164,13 @@ def test_undo_after_collection_retracts_the_rating_from_the_run(tmp_path, monkey
     person.start()
     source = AppRatingSource(db)
     try:
-        config = replace(TINY, method="rbrl", total_steps=900, budget=20, per_round=10)
-        summary = train(config, tmp_path / "run", source=source, progress=False)
+        run = Run.create(config, tmp_path / "run", source=source, updater=spy, progress=False)
+        summary = run.learn()
     finally:
         stop.set()
         person.join(timeout=10)
         source.close()
+    updates = list(updates)
     assert "error" not in log, log["error"]
     assert all(log.get(k) for k in ("learned", "collected", "undo_ok", "dropped")), log
     undone = log["undone"]
@@ -188,12 +195,16 @@ def test_undo_after_collection_retracts_the_rating_from_the_run(tmp_path, monkey
     assert undone not in load_rated(tmp_path / "export.parquet").label_id.tolist()
 
 
-def test_live_dmc_queries_reach_the_app_with_states_and_show_the_robot(tmp_path):
+@pytest.mark.slow
+def test_live_dmc_queries_reach_the_app_with_states_and_show_the_robot(
+    tmp_path, dmc_online_config, decode_mp4
+):
+    dmc = dmc_online_config
     db = f"sqlite:///{tmp_path / 'ratings.db'}"
     spec = DemoSpec(
         env_id="dmc/cartpole-balance",
         n_segments=0,
-        clip_length=DMC_ONLINE.horizon,
+        clip_length=dmc.horizon,
         size=48,
         raters=("alice",),
         references=False,
@@ -201,13 +212,13 @@ def test_live_dmc_queries_reach_the_app_with_states_and_show_the_robot(tmp_path)
     tokens = seed_demo(db, spec)
     source = AppRatingSource(db)
     try:  # nobody rates during the run: it queues its queries and trains on
-        train(DMC_ONLINE, tmp_path / "run", source=source, progress=False)
+        train(dmc, tmp_path / "run", source=source, progress=False)
     finally:
         source.close()
     sessions = make_sessionmaker(make_engine(db))
     with sessions() as session:
         queued = session.query(SegmentRow).all()
-        assert len(queued) == DMC_ONLINE.budget
+        assert len(queued) == dmc.budget
         assert all(row.states is not None for row in queued)
 
     headers = {"Authorization": f"Bearer {tokens['alice']}"}
@@ -223,8 +234,8 @@ def test_live_dmc_queries_reach_the_app_with_states_and_show_the_robot(tmp_path)
     with sessions() as session:
         export_ratings(session, store.get_project(session), tmp_path / "export.parquet")
     segments = load_rated(tmp_path / "export.parquet").segments
-    assert segments.states is not None and segments.states.shape == (1, DMC_ONLINE.horizon, 4)
-    frames = _decode(video.content, tmp_path)
+    assert segments.states is not None and segments.states.shape == (1, dmc.horizon, 4)
+    frames = decode_mp4(video.content, tmp_path)
     chart = bar_frames(segments.obs[0], segments.acts[0], frames.shape[2], frames.shape[1])
-    assert frames.shape[0] == DMC_ONLINE.horizon and frames.std() > 5
+    assert frames.shape[0] == dmc.horizon and frames.std() > 5
     assert np.abs(frames.astype(int) - chart.astype(int)).mean() > 20  # the robot, not bars

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from ratingrl.cli import app
 from ratingrl.experiments.tracks import TRACKS, run_config
 from ratingrl.rl.config import RunConfig
-from ratingrl.rl.run import check
+from ratingrl.rl.train import check
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -11,6 +11,7 @@ import torch
 from ratingrl.feedback.io import save_segments
 from ratingrl.feedback.pool import PoolSpec, pool_path
 from ratingrl.feedback.segments import PreferencePairs
+from ratingrl.feedback.synthetic import linear_segments
 from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher
 from ratingrl.rewards import methods, training
 from ratingrl.rewards.methods import (
@@ -38,8 +39,6 @@ from ratingrl.rewards.training import (
     train_reward_model,
     train_terms,
 )
-
-from .conftest import linear_segments
 
 BUILT_IN = ("rbrl", "r4", "multitask", "bt", "regression")
 FAST = TrainerConfig(

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ratingrl.feedback.segments import PreferencePairs, RatedSegments, RatingScale
+from ratingrl.feedback.synthetic import linear_segments
 from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher
 from ratingrl.rewards.methods import (
     R4,
@@ -17,8 +18,6 @@ from ratingrl.rewards.methods import (
 from ratingrl.rewards.metrics import kendall_tau
 from ratingrl.rewards.nets import RewardEnsemble, RewardNetConfig
 from ratingrl.rewards.training import TrainerConfig, train_reward_model
-
-from .conftest import linear_segments
 
 FAST = TrainerConfig(
     epochs=25, batch_size=64, patience=25, net=RewardNetConfig(hidden=(32, 32), ensemble_size=2)

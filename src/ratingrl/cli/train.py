@@ -86,7 +86,7 @@ def train_command(
             console.print_json(json.dumps(run_config.to_dict()))
             return
         if check:
-            from ratingrl.rl.run import check as check_run
+            from ratingrl.rl.train import check as check_run
 
             console.print_json(json.dumps(check_run(run_config)))
             return

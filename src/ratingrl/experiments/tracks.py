@@ -3,7 +3,7 @@
 A track is data, not a command line: ``run_config(track, env, method, seed)`` is the
 :class:`~ratingrl.rl.config.RunConfig` of one run, every field not overridden at its default.
 ``benchmarks/policy_sweep.py`` trains them; the tests run every track through
-:func:`ratingrl.rl.run.check`, so a typo cannot cost a sweep.
+:func:`ratingrl.rl.train.check`, so a typo cannot cost a sweep.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Checks that need the environment or a dataset live here too (:func:`env_dims`,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -43,6 +43,8 @@ from ratingrl.rl.online import RewardUpdater
 from ratingrl.rl.validation import RunError, method_data_kind
 
 __all__ = [
+    "RunInputs",
+    "run_inputs",
     "env_dims",
     "load_offline",
     "make_schedule",
@@ -106,6 +108,39 @@ def make_schedule(config: RunConfig) -> Schedule:
     schedule = config.schedule_plan()
     schedule.check_fits(config.total_steps, config.pretrain_steps)
     return schedule
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run learns from, checked before anything is written."""
+
+    dims: tuple[int, int]
+    rated: RatedSegments | None = None
+    pairs: PreferencePairs | None = None
+    schedule: Schedule | None = None
+    source: FeedbackSource | None = None
+
+
+def run_inputs(config: RunConfig, source: FeedbackSource | None) -> RunInputs:
+    """Every check a run makes before it touches its folder; the data and source it uses
+    (``source`` None: the simulated teacher of an online run)."""
+    config.validate()
+    dims = env_dims(config)
+    rated = pairs = None
+    if config.mode == "offline" and config.method != "oracle":
+        rated, pairs = load_offline(config, dims)
+    if not config.online:
+        return RunInputs(dims, rated, pairs)
+    schedule = make_schedule(config)
+    if source is None:
+        source = make_teacher_source(config)
+    elif config.preference_budget > 0:
+        raise RunError(
+            f"preference_budget={config.preference_budget} (--preference-budget): its pairs "
+            "come from the simulated teacher and would be mixed with your source's labels; "
+            "set it to 0 with a source of your own (e.g. --ratings-db)"
+        )
+    return RunInputs(dims, rated, pairs, schedule, source)
 
 
 # -- feedback ----------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 
 from ratingrl.feedback.io import atomic_write_bytes
-from ratingrl.feedback.schedules import Schedule
 from ratingrl.feedback.segments import PreferencePairs, RatedSegments
 from ratingrl.feedback.sources import FeedbackSource
 from ratingrl.progress import progress_bar
@@ -57,60 +55,7 @@ from ratingrl.rl.reward_wrapper import EpisodeRecorder, LearnedRewardVecEnv, zer
 from ratingrl.rl.state import RunState, RunTiming
 from ratingrl.rl.validation import RunError
 
-__all__ = ["Run", "check"]
-
-
-@dataclass(frozen=True)
-class _Inputs:
-    """What a run learns from, checked before anything is written."""
-
-    dims: tuple[int, int]
-    rated: RatedSegments | None = None
-    pairs: PreferencePairs | None = None
-    schedule: Schedule | None = None
-    source: FeedbackSource | None = None
-
-
-def _inputs(config: RunConfig, source: FeedbackSource | None) -> _Inputs:
-    """Every check a run makes before it touches its folder; the data and source it uses."""
-    config.validate()
-    dims = builders.env_dims(config)
-    rated = pairs = None
-    if config.mode == "offline" and config.method != "oracle":
-        rated, pairs = builders.load_offline(config, dims)
-    if not config.online:
-        return _Inputs(dims, rated, pairs)
-    schedule = builders.make_schedule(config)
-    if source is None:
-        source = builders.make_teacher_source(config)
-    elif config.preference_budget > 0:
-        raise RunError(
-            f"preference_budget={config.preference_budget} (--preference-budget): its pairs "
-            "come from the simulated teacher and would be mixed with your source's labels; "
-            "set it to 0 with a source of your own (e.g. --ratings-db)"
-        )
-    return _Inputs(dims, rated, pairs, schedule, source)
-
-
-def check(config: RunConfig) -> dict:
-    """Run every check :meth:`Run.create` makes before it touches a run folder; the plan.
-
-    For a sweep this catches a typo or a schedule that does not fit before hours of compute:
-    the environment is built once (its shapes), offline datasets are read and matched to it,
-    and an online run's schedule and simulated teacher are constructed.
-    """
-    inputs = _inputs(config, None)
-    plan: dict = {"env_id": config.env_id, "obs_dim": inputs.dims[0], "act_dim": inputs.dims[1]}
-    if config.method != "oracle":
-        method = (
-            builders.make_online_method(config) if config.online else builders.make_method(config)
-        )
-        plan["method"] = asdict(method)
-    if config.online:
-        assert inputs.schedule is not None
-        plan["schedule"] = inputs.schedule.to_dict()
-        plan["teacher"] = builders.make_teacher_source(config).teacher.to_dict()
-    return plan
+__all__ = ["Run"]
 
 
 def _new_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -150,7 +95,7 @@ class Run:
         self,
         config: RunConfig,
         run_dir: Path,
-        inputs: _Inputs,
+        inputs: builders.RunInputs,
         *,
         resumed: bool,
         updater: RewardUpdater | None = None,
@@ -196,7 +141,7 @@ class Run:
     ) -> Run:
         """A new run in ``run_dir`` (empty, or an old run folder with ``overwrite``)."""
         run_dir = Path(run_dir)
-        inputs = _inputs(config, source)
+        inputs = builders.run_inputs(config, source)
         _new_run_dir(run_dir, overwrite)
         config.save(run_dir / "config.json")
         return cls(config, run_dir, inputs, resumed=False, updater=updater, progress=progress)
@@ -218,7 +163,7 @@ class Run:
         """
         run_dir = Path(run_dir)
         config = _stored_config(run_dir, config)
-        inputs = _inputs(config, source)
+        inputs = builders.run_inputs(config, source)
         return cls(config, run_dir, inputs, resumed=True, updater=updater, progress=progress)
 
     def _build_channels(self, state: RunState, resumed: bool) -> list:
@@ -393,8 +338,13 @@ class Run:
                     reset_num_timesteps=False,
                 )
             self._frozen_timing = self.timing()
-        self.reward_env.close()
+        self.close()
         return self._finish()
+
+    def close(self) -> None:
+        """Close the training environments (``learn`` does; a run built and not trained
+        should be closed by whoever built it). Evaluation makes its own, so this is final."""
+        self.reward_env.close()
 
     def _finish(self) -> dict:
         """The final evaluation (it ends the learning curve), policy, checkpoint, summary."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ratingrl.rl.validation import RunError
+
 __all__ = ["RunTiming", "RunState", "STATE_VERSION"]
 
 STATE_VERSION = 2
@@ -62,7 +64,7 @@ class RunState:
         if version == 1:
             data = _from_v1(data)
         elif version > STATE_VERSION:
-            raise ValueError(
+            raise RunError(
                 f"checkpoint state has version {version}, newer than this ratingrl "
                 f"({STATE_VERSION}): upgrade ratingrl to resume it"
             )

@@ -7,11 +7,13 @@ reward updater) or to look at the run while it trains.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from ratingrl.feedback.sources import FeedbackSource
+from ratingrl.rl import builders
 from ratingrl.rl.config import RunConfig
-from ratingrl.rl.run import Run, check
+from ratingrl.rl.run import Run
 from ratingrl.rl.validation import RunError
 
 __all__ = ["RunConfig", "RunError", "check", "train"]
@@ -37,3 +39,25 @@ def train(
     else:
         run = Run.create(config, run_dir, source=source, overwrite=overwrite, progress=progress)
     return run.learn()
+
+
+def check(config: RunConfig) -> dict:
+    """Every check :meth:`~ratingrl.rl.run.Run.create` makes before it touches a run folder,
+    and the plan they lead to.
+
+    For a sweep this catches a typo or a schedule that does not fit before hours of compute:
+    the environment is built once (its shapes), offline datasets are read and matched to it,
+    and an online run's schedule and simulated teacher are constructed.
+    """
+    inputs = builders.run_inputs(config, None)
+    plan: dict = {"env_id": config.env_id, "obs_dim": inputs.dims[0], "act_dim": inputs.dims[1]}
+    if config.method != "oracle":
+        method = (
+            builders.make_online_method(config) if config.online else builders.make_method(config)
+        )
+        plan["method"] = asdict(method)
+    if config.online:
+        assert inputs.schedule is not None
+        plan["schedule"] = inputs.schedule.to_dict()
+        plan["teacher"] = builders.make_teacher_source(config).teacher.to_dict()
+    return plan
