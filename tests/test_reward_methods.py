@@ -198,11 +198,15 @@ def test_register_refuses_what_is_not_a_frozen_method_dataclass():
 
 
 def test_old_names_stay_importable_as_the_registered_classes():
-    assert training.R4Config is R4 and training.RbRLConfig is RbRL
-    assert training.MultiTaskConfig is MultiTask and training.BTConfig is BradleyTerry
-    assert training.RegressionConfig is Regression
-    assert training.method_config is make_method and training.METHODS["r4"] is R4
-    assert training.parse_method_spec is parse_method_spec
+    with pytest.warns(DeprecationWarning, match="now ratingrl.rewards.methods.R4"):
+        assert training.R4Config is R4
+    with pytest.warns(DeprecationWarning):
+        assert training.RbRLConfig is RbRL and training.MultiTaskConfig is MultiTask
+        assert training.BTConfig is BradleyTerry and training.RegressionConfig is Regression
+        assert training.method_config is make_method and training.METHODS["r4"] is R4
+        assert training.parse_method_spec is parse_method_spec
+    with pytest.raises(AttributeError, match="no attribute 'R5Config'"):
+        training.R5Config  # noqa: B018
 
 
 # -- no fallback -------------------------------------------------------------------------------

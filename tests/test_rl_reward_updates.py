@@ -60,8 +60,8 @@ def test_bad_val_fraction_is_named(tmp_path, fraction):
 
 
 def test_online_r4_uses_its_online_batch_of_ten_groups():
-    from ratingrl.rewards.training import R4Config
+    from ratingrl.rewards.methods import R4
 
     method = make_online_method(replace(TINY, method="r4"))
-    assert isinstance(method, R4Config) and method.groups_per_batch == 10
+    assert isinstance(method, R4) and method.groups_per_batch == 10
     assert make_online_method(replace(TINY, method="rbrl")).name == "rbrl"

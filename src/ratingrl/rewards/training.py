@@ -30,21 +30,14 @@ import torch
 from torch import Tensor
 
 from ratingrl.feedback.segments import PreferencePairs, RatedSegments, SegmentSet
+from ratingrl.rewards import methods as _methods
 from ratingrl.rewards.batching import resample
 from ratingrl.rewards.methods import (
-    METHODS,
-    R4,
     Batch,
     BradleyTerry,
     DataInfo,
-    MultiTask,
-    RbRL,
-    Regression,
     RewardMethod,
     TrainingError,
-    make_method,
-    parse_method_spec,
-    split_method_specs,
 )
 from ratingrl.rewards.metrics import kendall_tau, pair_accuracy, quantile_label_accuracy
 from ratingrl.rewards.nets import RewardEnsemble, RewardNetConfig
@@ -57,23 +50,34 @@ __all__ = [
     "train_terms",
     "train_reward_model",
     "train_mixed",
-    # names of the time before methods were registered objects, kept for their callers
-    "RbRLConfig",
-    "R4Config",
-    "MultiTaskConfig",
-    "BTConfig",
-    "RegressionConfig",
-    "MethodConfig",
-    "METHODS",
-    "method_config",
-    "parse_method_spec",
-    "split_method_specs",
 ]
 
-RbRLConfig, R4Config, MultiTaskConfig = RbRL, R4, MultiTask
-BTConfig, RegressionConfig = BradleyTerry, Regression
-MethodConfig = RewardMethod
-method_config = make_method
+_MOVED = {
+    "RbRLConfig": "RbRL",
+    "R4Config": "R4",
+    "MultiTaskConfig": "MultiTask",
+    "BTConfig": "BradleyTerry",
+    "RegressionConfig": "Regression",
+    "MethodConfig": "RewardMethod",
+    "method_config": "make_method",
+    "METHODS": "METHODS",
+    "parse_method_spec": "parse_method_spec",
+    "split_method_specs": "split_method_specs",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Names from before methods were registered objects still import, with a warning that
+    says where they live now (``ratingrl.rewards.methods``)."""
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    new = _MOVED[name]
+    warnings.warn(
+        f"ratingrl.rewards.training.{name} is now ratingrl.rewards.methods.{new}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(_methods, new)
 
 
 @dataclass(frozen=True)
