@@ -35,9 +35,12 @@ ARGS = [
     "--no-first-run",
 ]
 OPERATOR = "operator-token"
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not found: run scripts/install_chromium.sh"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium not found: run scripts/install_chromium.sh"
+    ),
+]
 
 
 def _free_port() -> int:

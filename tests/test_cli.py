@@ -104,6 +104,7 @@ def test_bad_input_is_reported_before_work(env_cache, tmp_path):
     assert code == 2 and "at least two different ratings" in out
 
 
+@pytest.mark.slow
 def test_fidelity_bench_report_and_plot(env_cache, tmp_path):
     out = tmp_path / "fidelity.json"
     variant = "r4[norm_penalty=0.1,regularization_strength=0.5]"

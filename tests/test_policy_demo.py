@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
-from ratingrl.experiments.policy_demo import _tiny, run_policy_demo
+from ratingrl.experiments.policy_demo import PolicyDemoConfig, run_policy_demo
 from ratingrl.rl.evaluation import eval_curve
 
 torch.set_num_threads(1)
 
 
+@pytest.mark.slow
 def test_policy_demo_trains_both_runs_and_saves_the_curve(tmp_path, capsys):
-    result = run_policy_demo(tmp_path, progress=False, config=_tiny())
+    result = run_policy_demo(tmp_path, progress=False, config=PolicyDemoConfig.quick())
     assert set(result["runs"]) == {"oracle", "r4"}
     oracle, r4 = result["runs"]["oracle"], result["runs"]["r4"]
     assert oracle["learned_return"] is None and r4["labels"] == 20

@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "offline_policy.py"
 
 
+@pytest.mark.slow
 def test_offline_policy_example(tmp_path):
     spec = importlib.util.spec_from_file_location("offline_policy", EXAMPLE)
     module = importlib.util.module_from_spec(spec)

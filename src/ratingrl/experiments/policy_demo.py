@@ -15,7 +15,7 @@ not the number (see ``docs/benchmarks.md`` for measured recovery at larger budge
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,21 @@ class PolicyDemoConfig:
     eval_every: int = _f(1000, "env steps between evaluations")
     eval_episodes: int = _f(5, "episodes per evaluation")
     seed: int = _f(0, "seed of both runs")
+
+    @classmethod
+    def quick(cls) -> PolicyDemoConfig:
+        """A seconds-long version (a smoke test of the demo, not a measurement)."""
+        return cls(
+            env_id="Pendulum-v1",
+            steps=700,
+            budget=20,
+            per_round=10,
+            every=300,
+            horizon=20,
+            rating_range=(-320.0, 0.0),
+            eval_every=350,
+            eval_episodes=2,
+        )
 
     def run_config(self, method: str) -> RunConfig:
         return RunConfig(
@@ -209,19 +224,3 @@ def run_policy_demo(
         "wall_time_s": wall,
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
     }
-
-
-def _tiny(config: PolicyDemoConfig | None = None) -> PolicyDemoConfig:
-    """A seconds-long version for tests."""
-    return replace(
-        config or PolicyDemoConfig(),
-        env_id="Pendulum-v1",
-        steps=700,
-        budget=20,
-        per_round=10,
-        every=300,
-        horizon=20,
-        rating_range=(-320.0, 0.0),
-        eval_every=350,
-        eval_episodes=2,
-    )
