@@ -276,3 +276,25 @@ def decode_mp4(mp4: bytes, folder: Path) -> np.ndarray:
 def decode_mp4_fixture() -> Callable[[bytes, Path], np.ndarray]:
     """:func:`decode_mp4`: ``decode_mp4(mp4_bytes, tmp_path)`` -> frames ``[T, H, W, 3]``."""
     return decode_mp4
+
+
+# -- reward-method plugins -----------------------------------------------------------------------
+@pytest.fixture
+def isolated_registry():
+    """The test may register reward methods and load plugins; afterwards the registry is as it
+    was (built-ins included) and plugin modules are forgotten, so a later test loading the same
+    file registers its methods again."""
+    import sys
+
+    from ratingrl.rewards.methods import method_class, register, registered_methods, unregister
+
+    before, modules = registered_methods(), set(sys.modules)
+    yield
+    for name in set(registered_methods()) - set(before):
+        unregister(name)
+    for name, cls in before.items():
+        if method_class(name) is not cls:
+            register(name, replace=True)(cls)
+    for name in set(sys.modules) - modules:
+        if name.startswith("_ratingrl_plugin_"):
+            del sys.modules[name]

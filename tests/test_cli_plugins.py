@@ -1,10 +1,11 @@
 """A reward method from the user's own module, outside the package, trained through the CLI:
-``ratingrl train --plugins my_methods.py --method my_method`` and ``ratingrl reward train``."""
+``ratingrl train --plugins examples/my_reward_method.py --method hinge`` and ``reward train``."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,39 +15,16 @@ from ratingrl.cli import app
 from ratingrl.feedback.io import save_rated
 from ratingrl.feedback.rollouts import collect_episodes, random_policy, segment_episodes
 from ratingrl.feedback.teachers import Bins, RatingTeacher
-from ratingrl.rewards.methods import registered_methods, unregister
 
 runner = CliRunner()
 
-PLUGIN = '''
-"""My own reward method: a pairwise hinge on ratings."""
-from dataclasses import dataclass, field
-
-import torch
-
-from ratingrl.rewards.methods import Batch, RewardMethod, register
-
-
-@register("cli_hinge")
-@dataclass(frozen=True)
-class CliHinge(RewardMethod):
-    margin: float = field(default=1.0, metadata={"help": "return gap between ratings"})
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        r, y = batch.returns, batch.labels.to(batch.returns)
-        above = (y.unsqueeze(-1) > y.unsqueeze(-2)).to(r)
-        gap = r.unsqueeze(-1) - r.unsqueeze(-2)
-        return (torch.relu(self.margin - gap) * above).sum() / above.sum().clamp_min(1)
-'''
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "my_reward_method.py"
 
 
 @pytest.fixture
-def plugin(tmp_path):
-    path = tmp_path / "my_methods.py"
-    path.write_text(PLUGIN)
-    yield path
-    if "cli_hinge" in registered_methods():
-        unregister("cli_hinge")
+def plugin(isolated_registry):
+    """The recipe in examples/: a module outside the package that registers ``hinge``."""
+    return EXAMPLE
 
 
 @pytest.fixture
@@ -60,17 +38,17 @@ def rated(tmp_path):
     return path
 
 
-def test_unknown_method_names_the_registered_ones_and_the_plugin_option(tmp_path):
-    result = runner.invoke(app, ["train", "--method", "cli_hinge", "--check"])
+def test_unknown_method_names_the_registered_ones_and_the_plugin_option(isolated_registry):
+    result = runner.invoke(app, ["train", "--method", "hinge", "--check"])
     assert result.exit_code == 2
-    assert "unknown method 'cli_hinge'" in result.output and "--plugins" in result.output
+    assert "unknown method 'hinge'" in result.output and "--plugins" in result.output
     assert "r4" in result.output and "Traceback" not in result.output
 
 
 def test_a_plugin_method_trains_a_policy_and_a_reward_through_the_cli(tmp_path, plugin, rated):
     run = tmp_path / "run"
     args = [
-        "train", "--plugins", str(plugin), "--method", "cli_hinge[margin=0.5]",
+        "train", "--plugins", str(plugin), "--method", "hinge[margin=0.5]",
         "--mode", "offline", "--dataset", str(rated), "--env", "Pendulum-v1", "--algo", "ppo",
         "--steps", "128", "--n-steps", "64", "--net-arch", "16", "--reward-hidden", "16",
         "--reward-epochs", "20", "--eval-every", "128", "--eval-episodes", "1",
@@ -79,23 +57,23 @@ def test_a_plugin_method_trains_a_policy_and_a_reward_through_the_cli(tmp_path, 
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["config"]["method"] == "cli_hinge"
+    assert summary["config"]["method"] == "hinge"
     assert summary["config"]["method_settings"] == {"margin": 0.5}
     assert summary["config"]["plugins"] == [str(plugin)]
     assert summary["reward_model"]["val_score"] > 0.5  # held-out Kendall tau: it learned
     assert summary["env_steps"] == 128
 
     out = tmp_path / "reward.pt"
-    reward = ["reward", "train", "--plugins", str(plugin), "--method", "cli_hinge"]
+    reward = ["reward", "train", "--plugins", str(plugin), "--method", "hinge"]
     reward += ["--epochs", "30"]
     result = runner.invoke(app, [*reward, "--data", str(rated), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert out.exists() and "cli_hinge: best epoch" in result.output
+    assert out.exists() and "hinge: best epoch" in result.output
     tau = float(result.output.split("validation Kendall tau")[1].split(";")[0])
     assert tau > 0.5
 
 
-def test_a_plugin_that_cannot_be_imported_is_a_one_line_error(tmp_path):
+def test_a_plugin_that_cannot_be_imported_is_a_one_line_error(tmp_path, isolated_registry):
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('boom')\n")
     for args in (["train", "--check"], ["reward", "train", "--data", "x", "--out", "y"]):

@@ -20,14 +20,10 @@ def test_ratings_to_reward_example(tmp_path):
     assert (tmp_path / "r.parquet").exists()
 
 
-def test_my_reward_method_example_is_a_plugin_whose_method_learns():
-    from ratingrl.rewards.methods import load_plugins, registered_methods, unregister
+def test_my_reward_method_example_is_a_plugin_whose_method_learns(isolated_registry):
+    from ratingrl.rewards.methods import load_plugins, registered_methods
 
-    try:
-        (module,) = load_plugins([str(EXAMPLES / "my_reward_method.py")])  # as --plugins does
-        assert "hinge" in registered_methods()
-        taus = module.main(episodes=9, epochs=10)
-        assert set(taus) == {"hinge", "r4"} and taus["hinge"] > 0.5, taus
-    finally:
-        if "hinge" in registered_methods():
-            unregister("hinge")
+    (module,) = load_plugins([str(EXAMPLES / "my_reward_method.py")])  # as --plugins does
+    assert "hinge" in registered_methods()
+    taus = module.main(episodes=9, epochs=10)
+    assert set(taus) == {"hinge", "r4"} and taus["hinge"] > 0.5, taus

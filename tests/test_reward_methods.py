@@ -28,7 +28,6 @@ from ratingrl.rewards.methods import (
     parse_method_spec,
     register,
     registered_methods,
-    unregister,
 )
 from ratingrl.rewards.metrics import kendall_tau
 from ratingrl.rewards.nets import RewardNetConfig
@@ -83,16 +82,7 @@ class ToyScaled(RewardMethod):
 '''
 
 
-@pytest.fixture(autouse=True)
-def _restore_registry():
-    """Every test leaves the registry as it found it (built-ins included)."""
-    before = registered_methods()
-    yield
-    for name in set(registered_methods()) - set(before):
-        unregister(name)
-    for name, cls in before.items():
-        if method_class(name) is not cls:
-            register(name, replace=True)(cls)
+pytestmark = pytest.mark.usefixtures("isolated_registry")  # registries restored after each
 
 
 @pytest.fixture
