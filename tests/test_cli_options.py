@@ -121,3 +121,17 @@ def test_parse_value_reads_what_the_options_write():
     assert parse_value(float | None, "0.5", "--x") == 0.5
     with pytest.raises(OptionError, match="--x takes a float"):
         parse_value(float, "high", "--x")
+
+
+def test_resume_of_a_run_written_before_versioned_configs_says_so_and_finishes(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    run = tmp_path / "ppo_r4"
+    shutil.copytree(Path(__file__).parent / "data" / "runs_v1" / "ppo_r4", run)
+    result = runner.invoke(app, ["train", "--resume", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "written by an earlier ratingrl (configuration version 1)" in text
+    assert "20 labels; 1024 steps" in text
+    assert "version" not in json.loads((run / "config.json").read_text())  # left as it was
