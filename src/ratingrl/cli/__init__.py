@@ -4,7 +4,8 @@ options and calls the library.
     ratingrl pool | rate | reward train          (ratingrl.cli.data)
     ratingrl train                               (ratingrl.cli.train; options from RunConfig)
     ratingrl bench fidelity | ordinal, plot      (ratingrl.cli.bench)
-    ratingrl serve, ratingrl app ...             (ratingrl.cli.app)
+    ratingrl serve                               (ratingrl.cli.serve)
+    ratingrl app ...                             (ratingrl.cli.app, ratingrl.cli.raters)
     ratingrl demo                                (ratingrl.cli.demo)
 """
 
@@ -13,7 +14,8 @@ from __future__ import annotations
 import typer
 
 from ratingrl.cli import bench, data, demo, train
-from ratingrl.cli.app import app_cli, serve_command
+from ratingrl.cli.app import app_cli
+from ratingrl.cli.serve import serve_command
 
 __all__ = ["app"]
 

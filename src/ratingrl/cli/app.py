@@ -1,4 +1,5 @@
-"""The operator's commands: ``ratingrl app ...`` (a Typer sub-app) and ``ratingrl serve``.
+"""The operator's commands: ``ratingrl app ...`` (a Typer sub-app; ``ratingrl serve`` is in
+:mod:`ratingrl.cli.serve`, the rater commands in :mod:`ratingrl.cli.raters`).
 
 ratingrl app create-project --name cheetah --env HalfCheetah-v5 --scale bad,poor,good,excellent
 ratingrl app add-segments --from pool.parquet --limit 200
@@ -14,8 +15,6 @@ older one (:func:`ratingrl.app.schema.upgrade_database`).
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,7 +26,7 @@ from ratingrl.cli.common import fail
 if TYPE_CHECKING:
     from ratingrl.app.schema import Database
 
-__all__ = ["app_cli", "serve_command"]
+__all__ = ["app_cli", "DbOpt", "ProjectOpt", "DEFAULT_DB", "open_db"]
 
 app_cli = typer.Typer(
     help="The rating app: projects, segments, raters and export.", no_args_is_help=True
@@ -42,7 +41,7 @@ ProjectOpt = Annotated[
 ]
 
 
-def _open(db: str) -> Database:
+def open_db(db: str) -> Database:
     """The database at ``db`` with its schema at head; one line on stderr if it was upgraded."""
     from ratingrl.app.schema import open_database
 
@@ -89,7 +88,7 @@ def create_project_command(
             repeat_every=repeat_every,
             instructions=instructions,
         )
-        with _open(db) as database, database.unit() as session:
+        with open_db(db) as database, database.unit() as session:
             store.create_project(session, config)
     except (store.AppError, FeedbackError) as err:
         raise fail(str(err)) from None
@@ -133,7 +132,7 @@ def add_segments_command(
 
     try:
         segments = _load_any(source)
-        with _open(db) as database, database.unit() as session:
+        with open_db(db) as database, database.unit() as session:
             proj = store.get_project(session, project)
             h = proj.clip_length
             if segments.horizon < h:
@@ -161,27 +160,6 @@ def add_segments_command(
         typer.echo(f"queued {len(ids)} segments in project {proj.name!r}")
 
 
-@app_cli.command("add-rater")
-def add_rater_command(
-    name: Annotated[str, typer.Argument(help="the rater's name")],
-    url: Annotated[str, typer.Option(help="server address for the printed link")] = (
-        "http://127.0.0.1:8000"
-    ),
-    project: ProjectOpt = None,
-    db: DbOpt = DEFAULT_DB,
-) -> None:
-    """Create a rater and print their token (only its hash is stored: keep it)."""
-    from ratingrl.app import store
-
-    try:
-        with _open(db) as database, database.unit() as session:
-            token = store.add_rater(session, store.get_project(session, project), name)
-    except store.AppError as err:
-        raise fail(str(err)) from None
-    typer.echo(token)
-    typer.echo(f"link: {url.rstrip('/')}/#token={token}", err=True)
-
-
 @app_cli.command("export")
 def export_command(
     out: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
@@ -194,7 +172,7 @@ def export_command(
     from ratingrl.app.export import read_export, write_export
 
     try:
-        with _open(db) as database, database.unit() as session:
+        with open_db(db) as database, database.unit() as session:
             ratings = read_export(session, store.get_project(session, project), include_repeats)
         n = write_export(ratings, out)  # after the commit: the file is written lock-free
     except (store.AppError, OSError) as err:
@@ -202,36 +180,5 @@ def export_command(
     typer.echo(f"wrote {n} ratings to {out}")
 
 
-def serve_command(
-    db: DbOpt = DEFAULT_DB,
-    clip_dir: Annotated[Path, typer.Option(help="folder of the clip cache")] = Path("clips"),
-    host: Annotated[
-        str, typer.Option(help="interface to listen on (another host only when asked)")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    operator_token: Annotated[
-        str | None,
-        typer.Option(
-            help="token of the operator page (default: $RATINGRL_OPERATOR_TOKEN or a new one)",
-            envvar="RATINGRL_OPERATOR_TOKEN",
-        ),
-    ] = None,
-) -> None:
-    """Serve the rating page and JSON API (bound to 127.0.0.1 unless --host says otherwise)."""
-    import uvicorn
-
-    from ratingrl.app.errors import AppError
-    from ratingrl.app.schema import upgrade_database
-    from ratingrl.app.server import create_app
-
-    try:
-        upgrade = upgrade_database(db)
-    except AppError as err:
-        raise fail(str(err)) from None
-    if upgrade.message:
-        typer.echo(upgrade.message, err=True)
-    token = operator_token or secrets.token_urlsafe(24)
-    if not operator_token:
-        typer.echo(f"operator page: http://{host}:{port}/operator#token={token}", err=True)
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    uvicorn.run(create_app(db, clip_dir, token), host=host, port=port, log_level="warning")
+# the rater commands register themselves on app_cli (their module imports the names above)
+from ratingrl.cli import raters as _raters  # noqa: E402, F401
