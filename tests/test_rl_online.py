@@ -17,7 +17,7 @@ from ratingrl.feedback.sources import TeacherSource
 from ratingrl.feedback.store import FeedbackStore
 from ratingrl.feedback.teachers import Bins, PreferenceTeacher, RatingTeacher
 from ratingrl.rewards.metrics import pair_accuracy
-from ratingrl.rl.builders import make_updater
+from ratingrl.rl.builders import make_preference_teacher, make_teacher_source, make_updater
 from ratingrl.rl.config import RunConfig, RunError
 from ratingrl.rl.run import Run
 from ratingrl.rl.train import train
@@ -184,13 +184,13 @@ def test_mixed_run_stopped_mid_round_resumes_with_every_label(tmp_path, mixed_co
     """Stopped after round 2's ratings were stored but before its pairs: the resumed run keeps
     every label of both kinds, asks only for the missing pairs and ends with both budgets."""
     run_dir = tmp_path / "mixed"
-    run = Run.create(mixed_config, run_dir, progress=False)
-    ratings_channel, pairs_channel = run.channels
-    teacher = pairs_channel.source
-    assert isinstance(teacher, PreferenceTeacherSource)  # preference_budget's own teacher
-    # the pairs' teacher dies answering round 2 (the ratings' teacher has answered by then)
+    # the pairs' teacher (the run's own, on its stream seed + 3) dies answering round 2; the
+    # ratings' teacher has answered by then
+    teacher = make_preference_teacher(mixed_config)
     dies = crashing(PreferenceTeacherSource, at_round=2, when="collect")
-    pairs_channel.source = dies(teacher.teacher, teacher.rng)
+    rng = np.random.default_rng(mixed_config.seed + 3)
+    run = Run.create(mixed_config, run_dir, pair_source=dies(teacher, rng), progress=False)
+    assert run.channels[1].name == "pairs"
     with pytest.raises(RuntimeError, match="stopped in round 2"):
         run.learn()
     ratings = load_rated(run_dir / "feedback.parquet")
@@ -233,3 +233,23 @@ def test_preference_budget_needs_the_simulated_teacher(tmp_path, mixed_config):
     with pytest.raises(RunError, match="preference_budget=15 .*simulated teacher"):
         train(mixed_config, tmp_path / "bad", source=rater, progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_pair_source_of_ones_own_answers_the_preference_budget_and_only_it(
+    tmp_path, mixed_config
+):
+    """People's ratings never mix with a simulated teacher's pairs: a source of one's own with
+    a preference budget needs a pair source of one's own; a pair source needs the budget."""
+    teacher = PreferenceTeacherSource(make_preference_teacher(mixed_config))
+    raters = make_teacher_source(mixed_config)  # stands in for people (any FeedbackSource)
+    with pytest.raises(RunError, match="give a pair source of your own"):
+        Run.create(mixed_config, tmp_path / "a", source=raters, progress=False)
+    no_pairs = replace(mixed_config, preference_budget=0)
+    with pytest.raises(RunError, match="preference-budget, which is 0"):
+        Run.create(no_pairs, tmp_path / "b", pair_source=teacher, progress=False)
+    with pytest.raises(RunError, match="must be a PreferenceSource"):
+        Run.create(mixed_config, tmp_path / "c", pair_source=raters, progress=False)
+    assert not any((tmp_path / name).exists() for name in "abc")  # refused before any file
+    run = Run.create(mixed_config, tmp_path / "d", source=raters, pair_source=teacher)
+    assert [c.source for c in run.channels] == [raters, teacher]
+    run.close()

@@ -21,7 +21,7 @@ from stable_baselines3.common.logger import Logger, make_output_format
 
 from ratingrl.feedback.envs import PhysicsStateWrapper, has_physics_state, make_env
 from ratingrl.feedback.io import load_preferences, load_rated
-from ratingrl.feedback.preference_source import PreferenceTeacherSource
+from ratingrl.feedback.preference_source import PreferenceSource, PreferenceTeacherSource
 from ratingrl.feedback.queries import PAIR_SELECTORS, PairSelector, QuerySelector, make_selector
 from ratingrl.feedback.schedules import Schedule
 from ratingrl.feedback.segments import PreferencePairs, RatedSegments
@@ -119,11 +119,21 @@ class RunInputs:
     pairs: PreferencePairs | None = None
     schedule: Schedule | None = None
     source: FeedbackSource | None = None
+    pair_source: FeedbackSource | None = None
 
 
-def run_inputs(config: RunConfig, source: FeedbackSource | None) -> RunInputs:
-    """Every check a run makes before it touches its folder; the data and source it uses
-    (``source`` None: the simulated teacher of an online run)."""
+def run_inputs(
+    config: RunConfig,
+    source: FeedbackSource | None,
+    pair_source: FeedbackSource | None = None,
+) -> RunInputs:
+    """Every check a run makes before it touches its folder; the data and sources it uses.
+
+    ``source`` None: the simulated teacher of an online run. ``pair_source`` answers the pairs
+    of ``preference_budget`` (None: the simulated preference teacher); people's ratings are
+    never mixed with a simulated teacher's pairs, so a ``source`` of one's own needs a
+    ``pair_source`` of one's own too.
+    """
     config.validate()
     dims = env_dims(config)
     rated = pairs = None
@@ -131,16 +141,22 @@ def run_inputs(config: RunConfig, source: FeedbackSource | None) -> RunInputs:
         rated, pairs = load_offline(config, dims)
     if not config.online:
         return RunInputs(dims, rated, pairs)
+    if pair_source is not None and not config.preference_budget:
+        raise RunError(
+            "a pair source answers the pairs of --preference-budget, which is 0 in this run"
+        )
+    if pair_source is not None and not isinstance(pair_source, PreferenceSource):
+        raise RunError(f"the pair source must be a PreferenceSource, not {type(pair_source)}")
     schedule = make_schedule(config)
     if source is None:
         source = make_teacher_source(config)
-    elif config.preference_budget > 0:
+    elif config.preference_budget > 0 and pair_source is None:
         raise RunError(
             f"preference_budget={config.preference_budget} (--preference-budget): its pairs "
-            "come from the simulated teacher and would be mixed with your source's labels; "
-            "set it to 0 with a source of your own (e.g. --ratings-db)"
+            "would come from the simulated teacher and be mixed with your source's labels; "
+            "give a pair source of your own (the rating app's, with --ratings-db) or set it to 0"
         )
-    return RunInputs(dims, rated, pairs, schedule, source)
+    return RunInputs(dims, rated, pairs, schedule, source, pair_source)
 
 
 # -- feedback ----------------------------------------------------------------------------------
@@ -201,12 +217,16 @@ def make_query_selector(config: RunConfig, source: FeedbackSource) -> QuerySelec
 
 
 def make_channels(
-    config: RunConfig, source: FeedbackSource, schedule: Schedule, run_dir: Path
+    config: RunConfig,
+    source: FeedbackSource,
+    schedule: Schedule,
+    run_dir: Path,
+    pair_source: FeedbackSource | None = None,
 ) -> list[FeedbackChannel]:
     """The run's kinds of feedback: the method's own, plus pairs when preference_budget > 0.
 
-    The pairs' teacher is :func:`make_preference_teacher` on its own random stream
-    (seed + 3), so adding pairs leaves the rating teacher's answers unchanged.
+    The pairs come from ``pair_source``, by default :func:`make_preference_teacher` on its own
+    random stream (seed + 3), so adding pairs leaves the rating teacher's answers unchanged.
     """
     meta = {"env_id": config.env_id}
     remap = source.remapper() if isinstance(source, RatingSource) else None
@@ -214,8 +234,9 @@ def make_channels(
     selector = make_query_selector(config, source)
     channels = [FeedbackChannel(source, selector, store, schedule.counts, source.kind)]
     if config.preference_budget > 0:
-        teacher = make_preference_teacher(config)
-        pair_source = PreferenceTeacherSource(teacher, np.random.default_rng(config.seed + 3))
+        if pair_source is None:
+            teacher = make_preference_teacher(config)
+            pair_source = PreferenceTeacherSource(teacher, np.random.default_rng(config.seed + 3))
         pairs = FeedbackStore.load(run_dir / "feedback_pairs.parquet", meta)
         counts = schedule.share(config.preference_budget).counts
         channels.append(

@@ -85,9 +85,10 @@ def _stored_config(run_dir: Path, expected: RunConfig | None) -> RunConfig:
 class Run:
     """One training run in one folder; build it with :meth:`create` or :meth:`resume`.
 
-    ``source`` replaces the simulated teacher of online runs (e.g. the rating app's source).
-    The pairs of ``preference_budget`` always come from the simulated teacher, so they cannot
-    be combined with a ``source``. ``updater`` replaces how the reward is retrained online
+    ``source`` replaces the simulated teacher of online runs (e.g. the rating app's source),
+    ``pair_source`` the simulated preference teacher that answers the pairs of
+    ``preference_budget`` (people's ratings mix only with people's pairs, so a ``source`` of
+    one's own with pairs needs both). ``updater`` replaces how the reward is retrained online
     (default :func:`~ratingrl.rl.builders.make_updater`). ``progress`` shows progress.
     """
 
@@ -135,13 +136,14 @@ class Run:
         run_dir: str | Path,
         *,
         source: FeedbackSource | None = None,
+        pair_source: FeedbackSource | None = None,
         updater: RewardUpdater | None = None,
         overwrite: bool = False,
         progress: bool = True,
     ) -> Run:
         """A new run in ``run_dir`` (empty, or an old run folder with ``overwrite``)."""
         run_dir = Path(run_dir)
-        inputs = builders.run_inputs(config, source)
+        inputs = builders.run_inputs(config, source, pair_source)
         _new_run_dir(run_dir, overwrite)
         config.save(run_dir / "config.json")
         return cls(config, run_dir, inputs, resumed=False, updater=updater, progress=progress)
@@ -153,6 +155,7 @@ class Run:
         *,
         config: RunConfig | None = None,
         source: FeedbackSource | None = None,
+        pair_source: FeedbackSource | None = None,
         updater: RewardUpdater | None = None,
         progress: bool = True,
     ) -> Run:
@@ -163,7 +166,7 @@ class Run:
         """
         run_dir = Path(run_dir)
         config = _stored_config(run_dir, config)
-        inputs = builders.run_inputs(config, source)
+        inputs = builders.run_inputs(config, source, pair_source)
         return cls(config, run_dir, inputs, resumed=True, updater=updater, progress=progress)
 
     def _build_channels(self, state: RunState, resumed: bool) -> list:
@@ -171,7 +174,9 @@ class Run:
             return []
         inputs = self._inputs
         assert inputs.source is not None and inputs.schedule is not None
-        channels = builders.make_channels(self.config, inputs.source, inputs.schedule, self.run_dir)
+        channels = builders.make_channels(
+            self.config, inputs.source, inputs.schedule, self.run_dir, inputs.pair_source
+        )
         for channel, saved in zip(channels, state.sources, strict=False):
             channel.source.load_state_dict(saved)
         for channel in channels if resumed else ():  # labels may be newer than the checkpoint

@@ -26,18 +26,21 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     source: FeedbackSource | None = None,
+    pair_source: FeedbackSource | None = None,
     progress: bool = True,
 ) -> dict:
     """Train a policy as ``config`` says, in ``run_dir``; returns (and writes) the summary.
 
     ``resume`` continues the run in ``run_dir`` from its last checkpoint, keeping every label
     (``config`` must be the one it was started with). ``overwrite`` replaces an existing run
-    folder. ``source`` replaces the simulated teacher of online runs (e.g. the rating app's).
+    folder. ``source`` replaces the simulated teacher of online runs (e.g. the rating app's),
+    ``pair_source`` the one answering the pairs of ``preference_budget``.
     """
+    sources = {"source": source, "pair_source": pair_source, "progress": progress}
     if resume:
-        run = Run.resume(run_dir, config=config, source=source, progress=progress)
+        run = Run.resume(run_dir, config=config, **sources)
     else:
-        run = Run.create(config, run_dir, source=source, overwrite=overwrite, progress=progress)
+        run = Run.create(config, run_dir, overwrite=overwrite, **sources)
     return run.learn()
 
 
