@@ -6,6 +6,7 @@ import logging
 import sqlite3
 
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 from typer.testing import CliRunner
@@ -17,6 +18,7 @@ from ratingrl.app.errors import SchemaError
 from ratingrl.app.schema import (
     BASELINE_COLUMNS,
     BASELINE_REVISION,
+    alembic_config,
     head_revision,
     open_database,
     upgrade_database,
@@ -65,13 +67,14 @@ def _schema(url: str) -> dict:
 
 
 def _old_database(path) -> None:
-    """A database as ratingrl made it before migrations: ``create_all``, ratings, no version.
+    """A database as ratingrl made it before migrations: the baseline tables, ratings, no version.
 
-    The models are still the baseline schema (a test below checks the migrations agree); when
-    a later revision changes them, build this from the baseline revision's tables instead.
+    Made with today's store at head, then taken down to the baseline revision (every revision's
+    downgrade keeps the baseline tables' rows) and stripped of its version table.
     """
-    engine = make_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine)
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    upgrade_database(engine)
     with make_sessionmaker(engine)() as session:  # committed as the old store did
         spec = DemoSpec()
         project = store.create_project(
@@ -85,6 +88,9 @@ def _old_database(path) -> None:
             store.submit(session, rater, item.public_id, value)
         session.commit()
     engine.dispose()
+    command.downgrade(alembic_config(url=url), BASELINE_REVISION)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE alembic_version")
 
 
 def test_a_fresh_database_gets_the_schema_the_models_describe(tmp_path):
@@ -98,8 +104,11 @@ def test_a_fresh_database_gets_the_schema_the_models_describe(tmp_path):
     engine.dispose()
     schema = _schema(f"sqlite:///{migrated}")
     assert schema == _schema(f"sqlite:///{created}")
+    baseline = tmp_path / "baseline.db"  # the frozen record an old database is checked against
+    command.upgrade(alembic_config(url=f"sqlite:///{baseline}"), BASELINE_REVISION)
+    schema = _schema(f"sqlite:///{baseline}")
     columns = {table: tuple(c[0] for c in s["columns"]) for table, s in schema.items()}
-    assert columns == BASELINE_COLUMNS  # the frozen record an old database is checked against
+    assert columns == BASELINE_COLUMNS
     again = upgrade_database(f"sqlite:///{migrated}")  # at head: nothing to do, nothing said
     assert again.before == again.after == head_revision() and again.message is None
 

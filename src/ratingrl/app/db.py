@@ -4,6 +4,9 @@ Five tables: projects, segments (the clips), raters (hashed tokens), queue items
 shown which clip, including hidden repeats) and an append-only ratings table. Ratings are never
 updated or deleted: a skip, an undo and a new rating after an undo are each a new row, so the
 history a rater produced is always there and export picks, per queue item, the latest row.
+Comparisons have four tables of their own, kept apart so the rating queue never shows a pair's
+clip: pair segments, pairs (what training asked), pair items (a pair shown to one rater) and the
+append-only pair answers, whose rows follow the same rules as ratings.
 
 SQLite is the default (one file, no server): it runs in WAL mode with ``synchronous=FULL`` so a
 rating acknowledged to a rater survives a crash of the server process *and* of the machine, and
@@ -53,6 +56,12 @@ __all__ = [
     "Rater",
     "QueueItem",
     "RatingRow",
+    "Asks",
+    "PairChoice",
+    "PairSegmentRow",
+    "PairRow",
+    "PairItem",
+    "PairAnswerRow",
     "make_engine",
     "make_sessionmaker",
     "unit_of_work",
@@ -79,6 +88,28 @@ class RatingStatus(str, Enum):
     RATED = "rated"
     SKIPPED = "skipped"
     UNDONE = "undone"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Asks(str, Enum):
+    """What a project asks its raters for: ratings of single clips, comparisons, or both."""
+
+    RATINGS = "ratings"
+    PAIRS = "pairs"
+    BOTH = "both"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PairChoice(str, Enum):
+    """A rater's answer to a comparison, as shown on screen: left, right or equally good."""
+
+    LEFT = "left"
+    RIGHT = "right"
+    EQUAL = "equal"
 
     def __str__(self) -> str:
         return self.value
@@ -120,6 +151,9 @@ class Project(Base):
     repeat_every: Mapped[int] = mapped_column(Integer, default=10)
     instructions: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float, default=_now)
+    asks: Mapped[Asks] = mapped_column(
+        _status_column(Asks), default=Asks.RATINGS, server_default=Asks.RATINGS.value
+    )
 
 
 class SegmentRow(Base):
@@ -205,6 +239,82 @@ class RatingRow(Base):
     shown_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     answered_at: Mapped[float] = mapped_column(Float, default=_now)
     undoes_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"), nullable=True)
+
+
+class PairSegmentRow(Base):
+    """One clip of a comparison (arrays as in :class:`SegmentRow`); never in the rating queue."""
+
+    __tablename__ = "pair_segments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    obs: Mapped[bytes] = mapped_column(LargeBinary)
+    acts: Mapped[bytes] = mapped_column(LargeBinary)
+    true_rewards: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    states: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    episode_id: Mapped[int] = mapped_column(Integer, default=-1)
+    start: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
+class PairRow(Base):
+    """A comparison asked for (``first`` against ``second``), with its priority and asker."""
+
+    __tablename__ = "pairs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    first_id: Mapped[int] = mapped_column(ForeignKey("pair_segments.id"))
+    second_id: Mapped[int] = mapped_column(ForeignKey("pair_segments.id"))
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    source_tag: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+
+    __table_args__ = (Index("ix_pairs_queue", "project_id", "priority", "id"),)
+
+
+class PairItem(Base):
+    """One pair shown to one rater; ``public_id`` is the API's ``pair_id``.
+
+    ``swapped``: the pair's second segment is on the left (sides are drawn at random, so a
+    rater's habit of favouring one side does not become a preference for ``first``). The
+    unique constraint shows a rater each pair at most once.
+    """
+
+    __tablename__ = "pair_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"))
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), index=True)
+    swapped: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[ItemStatus] = mapped_column(
+        _status_column(ItemStatus), default=ItemStatus.SHOWN
+    )
+    shown_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+
+    __table_args__ = (
+        UniqueConstraint("rater_id", "pair_id"),
+        Index("ix_pair_items_rater_status", "rater_id", "status"),
+    )
+
+
+class PairAnswerRow(Base):
+    """Append-only: one row per answer, skip or undo of a pair item (like :class:`RatingRow`).
+
+    ``choice`` is the side the rater preferred as they saw it (null for skips and undos).
+    """
+
+    __tablename__ = "pair_answers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("pair_items.id"), index=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), index=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
+    choice: Mapped[PairChoice | None] = mapped_column(_status_column(PairChoice), nullable=True)
+    status: Mapped[RatingStatus] = mapped_column(_status_column(RatingStatus))
+    shown_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    answered_at: Mapped[float] = mapped_column(Float, default=_now)
+    undoes_id: Mapped[int | None] = mapped_column(ForeignKey("pair_answers.id"), nullable=True)
 
 
 def _sqlite_setup(engine: Engine) -> None:
