@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch first: a plain `torch` would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,trl]" "mujoco>=3.2,<4"
+	$(BIN)/pip install --quiet -e ".[dev,trl,postgres]" "mujoco>=3.2,<4"
 	# Optional: torchsort (soft-rank parity tests, alternative backend). It compiles at install;
 	# nvcc is hidden so it builds for the CPU. A failure here only skips the parity tests.
 	-PATH=$(CURDIR)/$(BIN):/usr/bin:/bin $(BIN)/pip install --quiet ninja setuptools wheel \
@@ -22,16 +22,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ratingrl demo
 
+# The rating app's tests run on SQLite and on PostgreSQL: a throwaway server (Debian's
+# postgresql, installed when missing) lives for the test run only (scripts/with_postgres.sh).
 test: $(STAMP)
 	# Debian's chromium for the rating app's browser test (Playwright drives it; no download).
 	-sh scripts/install_chromium.sh
+	sh scripts/install_postgresql.sh
 	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/python -m pytest -q src tests
+	scripts/with_postgres.sh $(BIN)/python -m pytest -q src tests
 
 # The edit loop: everything but the tests marked slow (end-to-end training, browser, benchmarks).
 test-fast: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/python -m pytest -q -m "not slow" src tests
+	scripts/with_postgres.sh $(BIN)/python -m pytest -q -m "not slow" src tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks

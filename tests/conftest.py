@@ -1,6 +1,8 @@
 """Shared fixtures: synthetic segments with a known reward, the tiny online run every training
-test starts from, a small rated Pendulum dataset, and fake feedback sources (a person who answers
-later and takes ratings back, a source that dies mid-run, a spy on the reward updater).
+test starts from, a small rated Pendulum dataset, fake feedback sources (a person who answers
+later and takes ratings back, a source that dies mid-run, a spy on the reward updater), and the
+rating app's database on both backends (``db_url``: SQLite, and PostgreSQL when the test run has
+a server, see :func:`postgres_server`).
 
 Test modules import neither this file nor each other: everything they share is a fixture here
 (a fixture may hand out a class or a function), so each module runs on its own and
@@ -9,7 +11,9 @@ Test modules import neither this file nor each other: everything they share is a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import secrets
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -298,3 +302,100 @@ def isolated_registry():
     for name in set(sys.modules) - modules:
         if name.startswith("_ratingrl_plugin_"):
             del sys.modules[name]
+
+
+# -- the rating app's database, on SQLite and on PostgreSQL --------------------------------------
+POSTGRES_ENV = "RATINGRL_TEST_POSTGRES"
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "postgres: runs on the test run's PostgreSQL server")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """An autocommit engine on this test run's PostgreSQL server (``$RATINGRL_TEST_POSTGRES``).
+
+    ``make test`` starts a throwaway server and sets it (``scripts/with_postgres.sh``). Without
+    it the PostgreSQL copies of the tests are skipped -- except in CI (``CI=true``), where they
+    must run, so a missing server is an error. A server that is set but does not answer is
+    always an error.
+    """
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        message = (
+            f"no PostgreSQL server for this test run: set ${POSTGRES_ENV} to a "
+            "postgresql+psycopg:// URL (make test starts one with scripts/with_postgres.sh)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI runs every test on PostgreSQL too", pytrace=False)
+        pytest.skip(message)
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect():
+            pass
+    except Exception as err:  # whatever the reason, the server the run was given is unusable
+        pytest.fail(f"${POSTGRES_ENV} is set but PostgreSQL does not answer: {err}", pytrace=False)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_backend(request) -> str:
+    """``"sqlite"`` or ``"postgresql"``: a test taking it (or ``db_url``) runs on both."""
+    return request.param
+
+
+@pytest.fixture
+def make_db_url(db_backend: str, tmp_path: Path, request) -> Iterator[Callable[[], str]]:
+    """``make_db_url()`` -> the URL of a new, empty database on the test's backend: a file in
+    ``tmp_path`` (``ratings.db``, then ``ratings-2.db``...), or a database of its own on the
+    PostgreSQL server (created now, dropped after the test, connections and all)."""
+    admin = request.getfixturevalue("postgres_server") if db_backend == "postgresql" else None
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"ratingrl_test_{secrets.token_hex(8)}")
+        if admin is None:
+            suffix = f"-{len(made)}" if len(made) > 1 else ""
+            return f"sqlite:///{tmp_path / f'ratings{suffix}.db'}"
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{made[-1]}"')
+        return admin.url.set(database=made[-1]).render_as_string(hide_password=False)
+
+    yield make
+    for name in made if admin is not None else ():
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url(make_db_url: Callable[[], str]) -> str:
+    """A new, empty rating database: SQLite in ``tmp_path``, and (a second copy of the test)
+    PostgreSQL. Tests read what is stored with :func:`run_sql`, not a driver of one backend."""
+    return make_db_url()
+
+
+def run_sql(url: str, statement: str, **params) -> list[tuple]:
+    """Run ``statement`` (``:name`` placeholders filled from ``params``) on the database at
+    ``url`` through a connection of its own, in a transaction of its own that is committed:
+    what another process would see or do. Returns the rows as tuples ([] when there are none)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(text(statement), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(name="run_sql")
+def run_sql_fixture() -> Callable[..., list[tuple]]:
+    """:func:`run_sql`: ``run_sql(db_url, "SELECT status FROM ratings ORDER BY id")``."""
+    return run_sql
