@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -15,20 +12,22 @@ from ratingrl.app.server import ServerConfig, create_app
 OPERATOR = "operator-secret-token"
 
 
-def _snapshot(db: Path) -> tuple:
+def _snapshot(run_sql, db: str) -> tuple:
     """Everything stored that a request could change, read through a separate connection."""
-    with sqlite3.connect(db) as conn:
-        ratings = conn.execute("SELECT * FROM ratings ORDER BY id").fetchall()
-        items = conn.execute("SELECT id, status, shown_at FROM queue_items ORDER BY id").fetchall()
+    ratings = run_sql(db, "SELECT * FROM ratings ORDER BY id")
+    items = run_sql(db, "SELECT id, status, shown_at FROM queue_items ORDER BY id")
     return ratings, items
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(tmp_path, db_url):
+    """``env(**spec)`` -> a client of a seeded app, the raters' tokens and the database URL
+    (SQLite, and PostgreSQL in a second copy of each test)."""
+
     def build(**spec):
-        db = tmp_path / "ratings.db"
-        tokens = seed_demo(f"sqlite:///{db}", DemoSpec(**spec))
-        app = create_app(f"sqlite:///{db}", tmp_path / "clips", OPERATOR, ServerConfig())
+        db = db_url
+        tokens = seed_demo(db, DemoSpec(**spec))
+        app = create_app(db, tmp_path / "clips", OPERATOR, ServerConfig())
         client = TestClient(app)
         client.__enter__()
         built.append(client)
@@ -44,7 +43,7 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_next_then_rate_is_committed_before_201(env):
+def test_next_then_rate_is_committed_before_201(env, run_sql):
     client, tokens, db = env()
     nxt = client.get("/api/next", headers=auth(tokens["alice"])).json()
     assert nxt["scale"] == {"n": 4, "names": ["bad", "poor", "good", "excellent"]}
@@ -57,9 +56,8 @@ def test_next_then_rate_is_committed_before_201(env):
         "/api/ratings", json={"clip_id": nxt["clip_id"], "rating": 2}, headers=auth(tokens["alice"])
     )
     assert response.status_code == 201
-    with sqlite3.connect(db) as conn:  # a separate connection sees it at once
-        rows = conn.execute("SELECT value, status, rater_id, shown_at, answered_at FROM ratings")
-        rows = rows.fetchall()
+    # a separate connection sees it at once
+    rows = run_sql(db, "SELECT value, status, rater_id, shown_at, answered_at FROM ratings")
     assert len(rows) == 1 and rows[0][:2] == (2, "rated")
     assert rows[0][3] <= rows[0][4]
     assert response.json()["created"] is True
@@ -68,7 +66,7 @@ def test_next_then_rate_is_committed_before_201(env):
     assert following["progress"] == {"rated": 1, "queued": 19}
 
 
-def test_duplicate_and_conflicting_submissions_are_deterministic(env):
+def test_duplicate_and_conflicting_submissions_are_deterministic(env, run_sql):
     client, tokens, db = env()
     h = auth(tokens["alice"])
     clip = client.get("/api/next", headers=h).json()["clip_id"]
@@ -77,20 +75,20 @@ def test_duplicate_and_conflicting_submissions_are_deterministic(env):
     assert first.status_code == 201 and same.status_code == 200
     assert same.json()["created"] is False
     assert same.json()["rating_id"] == first.json()["rating_id"]
-    before = _snapshot(db)
+    before = _snapshot(run_sql, db)
     other = client.post("/api/ratings", json={"clip_id": clip, "rating": 3}, headers=h)
     assert other.status_code == 409
     skip = client.post("/api/ratings", json={"clip_id": clip, "skip": True}, headers=h)
     assert skip.status_code == 409
-    assert _snapshot(db) == before
+    assert _snapshot(run_sql, db) == before
 
 
-def test_bad_input_is_refused_and_changes_nothing(env):
+def test_bad_input_is_refused_and_changes_nothing(env, run_sql):
     client, tokens, db = env()
     h = auth(tokens["alice"])
     clip = client.get("/api/next", headers=h).json()["clip_id"]
     bob_clip = client.get("/api/next", headers=auth(tokens["bob"])).json()["clip_id"]
-    before = _snapshot(db)
+    before = _snapshot(run_sql, db)
     cases = [
         (401, {"clip_id": clip, "rating": 1}, auth("not-a-token")),
         (401, {"clip_id": clip, "rating": 1}, {}),
@@ -121,11 +119,11 @@ def test_bad_input_is_refused_and_changes_nothing(env):
     )
     assert big.status_code == 413
     assert client.get("/api/next", headers=auth("nope")).status_code == 401
-    assert _snapshot(db)[0] == before[0]
-    assert _snapshot(db)[1] == before[1]
+    assert _snapshot(run_sql, db)[0] == before[0]
+    assert _snapshot(run_sql, db)[1] == before[1]
 
 
-def test_skip_and_undo_append_rows_and_show_the_clip_again(env):
+def test_skip_and_undo_append_rows_and_show_the_clip_again(env, run_sql):
     client, tokens, db = env(n_segments=3)
     h = auth(tokens["alice"])
     a = client.get("/api/next", headers=h).json()["clip_id"]
@@ -144,8 +142,7 @@ def test_skip_and_undo_append_rows_and_show_the_clip_again(env):
     assert (
         client.post("/api/ratings", json={"clip_id": a, "rating": 0}, headers=h).status_code == 201
     )
-    with sqlite3.connect(db) as conn:
-        statuses = [r[0] for r in conn.execute("SELECT status FROM ratings ORDER BY id")]
+    statuses = [r[0] for r in run_sql(db, "SELECT status FROM ratings ORDER BY id")]
     assert statuses == ["rated", "skipped", "undone", "undone", "rated"]  # append-only history
 
 
@@ -211,7 +208,7 @@ def test_export_is_a_feedback_dataset_with_raters_and_times(env, tmp_path):
         for value in (0, 3):
             clip = client.get("/api/next", headers=h).json()["clip_id"]
             client.post("/api/ratings", json={"clip_id": clip, "rating": value}, headers=h)
-    engine = make_engine(f"sqlite:///{db}")
+    engine = make_engine(db)
     with make_sessionmaker(engine)() as session:
         n = export_ratings(session, store.get_project(session), tmp_path / "out.parquet")
     engine.dispose()
