@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -17,17 +15,30 @@ from ratingrl.app.server import create_app
 OPERATOR = "operator-secret-token"
 
 
-def _rows(db, sql: str) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
+# A trigger that makes every insert into ``ratings`` fail, in each backend's dialect.
+BLOCK_RATINGS = {
+    "sqlite": [
+        "CREATE TRIGGER no_ratings BEFORE INSERT ON ratings "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION no_ratings() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$",
+        "CREATE TRIGGER no_ratings BEFORE INSERT ON ratings "
+        "FOR EACH ROW EXECUTE FUNCTION no_ratings()",
+    ],
+}
+UNBLOCK_RATINGS = {
+    "sqlite": ["DROP TRIGGER no_ratings"],
+    "postgresql": ["DROP TRIGGER no_ratings ON ratings", "DROP FUNCTION no_ratings()"],
+}
 
 
 @pytest.fixture
-def app_db(tmp_path):
-    db = tmp_path / "ratings.db"
-    tokens = seed_demo(f"sqlite:///{db}", DemoSpec(n_segments=4, repeat_every=1))
-    with TestClient(create_app(f"sqlite:///{db}", tmp_path / "clips", OPERATOR)) as client:
-        yield client, tokens, db
+def app_db(tmp_path, db_url):
+    tokens = seed_demo(db_url, DemoSpec(n_segments=4, repeat_every=1))
+    with TestClient(create_app(db_url, tmp_path / "clips", OPERATOR)) as client:
+        yield client, tokens, db_url
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -40,7 +51,7 @@ def _rate(client, headers, **answer) -> tuple[str, int]:
     return clip, response.status_code
 
 
-def test_statuses_are_enums_stored_as_the_same_strings(app_db):
+def test_statuses_are_enums_stored_as_the_same_strings(app_db, run_sql):
     client, tokens, db = app_db
     h = _auth(tokens["alice"])
     assert _rate(client, h, rating=1)[1] == 201  # schedules a hidden repeat (pending)
@@ -48,12 +59,12 @@ def test_statuses_are_enums_stored_as_the_same_strings(app_db):
     assert client.post("/api/undo", headers=h).json()["undone"]
     client.get("/api/next", headers=_auth(tokens["bob"]))  # a shown item
     # what is stored: the plain strings the tables have always held
-    stored_items = {s for (s,) in _rows(db, "SELECT status FROM queue_items")}
-    stored_rows = [s for (s,) in _rows(db, "SELECT status FROM ratings ORDER BY id")]
+    stored_items = {s for (s,) in run_sql(db, "SELECT status FROM queue_items")}
+    stored_rows = [s for (s,) in run_sql(db, "SELECT status FROM ratings ORDER BY id")]
     assert stored_items == {"rated", "pending", "shown"}
     assert stored_rows == ["rated", "skipped", "undone"]
     # what is read: enum members, equal to those strings
-    with open_database(f"sqlite:///{db}") as database, database.unit() as session:
+    with open_database(db) as database, database.unit() as session:
         items = session.scalars(select(QueueItem).order_by(QueueItem.id)).all()
         rows = session.scalars(select(RatingRow).order_by(RatingRow.id)).all()
     assert all(type(i.status) is ItemStatus for i in items)
@@ -66,22 +77,22 @@ def test_statuses_are_enums_stored_as_the_same_strings(app_db):
     assert [str(r.status) for r in rows] == stored_rows and f"{rows[0].status}" == "rated"
 
 
-def test_a_row_written_as_a_bare_string_reads_back_as_its_member(app_db):
+def test_a_row_written_as_a_bare_string_reads_back_as_its_member(app_db, run_sql):
     client, tokens, db = app_db
     client.get("/api/next", headers=_auth(tokens["alice"]))
-    with sqlite3.connect(db) as conn:  # as an older ratingrl (or another tool) wrote it
-        conn.execute("UPDATE queue_items SET status = 'skipped'")
-    with open_database(f"sqlite:///{db}") as database, database.unit() as session:
+    # as an older ratingrl (or another tool) wrote it
+    run_sql(db, "UPDATE queue_items SET status = 'skipped'")
+    with open_database(db) as database, database.unit() as session:
         assert session.scalar(select(QueueItem.status)) is ItemStatus.SKIPPED
 
 
-def test_a_failing_unit_of_work_leaves_nothing_half_written(tmp_path):
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+def test_a_failing_unit_of_work_leaves_nothing_half_written(db_url, run_sql):
+    url = db_url
     # seed_demo is one unit: the project and its segments are flushed before the bad rater
     with pytest.raises(store.AppError, match="rater name"):
         seed_demo(url, DemoSpec(n_segments=3, raters=("alice", " ")))
-    assert _rows(tmp_path / "r.db", "SELECT count(*) FROM projects") == [(0,)]
-    assert _rows(tmp_path / "r.db", "SELECT count(*) FROM segments") == [(0,)]
+    assert run_sql(url, "SELECT count(*) FROM projects") == [(0,)]
+    assert run_sql(url, "SELECT count(*) FROM segments") == [(0,)]
     # store functions never commit: without the unit's commit nothing reaches the database
     with open_database(url) as database:
         with database.sessions() as session:
@@ -90,33 +101,30 @@ def test_a_failing_unit_of_work_leaves_nothing_half_written(tmp_path):
             )
             store.add_segments(session, project, synthetic_segments(2, 10, 4, 2, seed=0))
             assert project.id is not None  # flushed, visible inside the transaction
-        assert _rows(tmp_path / "r.db", "SELECT count(*) FROM projects") == [(0,)]
+        assert run_sql(url, "SELECT count(*) FROM projects") == [(0,)]
         with unit_of_work(database.sessions) as session:
             store.create_project(
                 session, store.ProjectConfig("p", "synthetic/bars", DemoSpec().scale, 10)
             )
-        assert _rows(tmp_path / "r.db", "SELECT name FROM projects") == [("p",)]
+        assert run_sql(url, "SELECT name FROM projects") == [("p",)]
 
 
-def test_a_request_failing_half_way_is_rolled_back(app_db):
+def test_a_request_failing_half_way_is_rolled_back(app_db, run_sql, db_backend):
     client, tokens, db = app_db
     h = _auth(tokens["alice"])
     clip = client.get("/api/next", headers=h).json()["clip_id"]
-    with sqlite3.connect(db) as conn:  # the rating row cannot be written (say, a full disk)
-        conn.execute(
-            "CREATE TRIGGER no_ratings BEFORE INSERT ON ratings "
-            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-        )
+    for statement in BLOCK_RATINGS[db_backend]:  # the rating row cannot be written (full disk)
+        run_sql(db, statement)
     failing = TestClient(client.app, raise_server_exceptions=False)
     answer = {"clip_id": clip, "rating": 2}
     assert failing.post("/api/ratings", json=answer, headers=h).status_code == 500
     # the item's move to "rated" happened before the failed insert: it was rolled back too
-    assert _rows(db, "SELECT status FROM queue_items") == [("shown",)]
-    assert _rows(db, "SELECT count(*) FROM ratings") == [(0,)]
-    with sqlite3.connect(db) as conn:
-        conn.execute("DROP TRIGGER no_ratings")
+    assert run_sql(db, "SELECT status FROM queue_items") == [("shown",)]
+    assert run_sql(db, "SELECT count(*) FROM ratings") == [(0,)]
+    for statement in UNBLOCK_RATINGS[db_backend]:
+        run_sql(db, statement)
     assert client.post("/api/ratings", json=answer, headers=h).status_code == 201
-    assert _rows(db, "SELECT value, status FROM ratings") == [(2, "rated")]
+    assert run_sql(db, "SELECT value, status FROM ratings") == [(2, "rated")]
 
 
 def test_store_errors_become_statuses_with_a_one_line_json_body(app_db):
