@@ -46,8 +46,8 @@ def test_self_consistency():
     assert out == {"n": 4, "exact": 0.5, "within_one": 0.75, "mean_abs_diff": 0.75}
 
 
-def test_app_rating_source_publishes_and_collects(tmp_path):
-    db = f"sqlite:///{tmp_path / 'r.db'}"
+def test_app_rating_source_publishes_and_collects(tmp_path, db_url):
+    db = db_url
     tokens = seed_demo(db, DemoSpec(n_segments=0, raters=("alice",), references=False))
     source = AppRatingSource(db)
     assert isinstance(source, RatingSource)
@@ -69,8 +69,10 @@ def test_app_rating_source_publishes_and_collects(tmp_path):
     source.close()
 
 
-def test_undo_after_collect_is_reported_once_and_undo_before_collect_never_arrives(tmp_path):
-    db = f"sqlite:///{tmp_path / 'r.db'}"
+def test_undo_after_collect_is_reported_once_and_undo_before_collect_never_arrives(
+    tmp_path, db_url
+):
+    db = db_url
     tokens = seed_demo(db, DemoSpec(n_segments=0, raters=("alice",), references=False))
     source = AppRatingSource(db)
     source.request(synthetic_segments(4, 10, 4, 2, seed=5))
@@ -119,9 +121,9 @@ def test_undo_after_collect_is_reported_once_and_undo_before_collect_never_arriv
     source.close()
 
 
-def test_operator_cli_create_add_rate_export(tmp_path):
+def test_operator_cli_create_add_rate_export(tmp_path, db_url):
     runner = CliRunner()
-    db = f"sqlite:///{tmp_path / 'r.db'}"
+    db = db_url
     made = runner.invoke(
         app_cli,
         ["create-project", "--name", "p", "--env", "synthetic/bars", "--clip-length", "8",
