@@ -43,9 +43,9 @@ def _rater(client: TestClient, token: str, stop: threading.Event, answered: list
 
 
 @pytest.mark.slow
-def test_online_training_collects_ratings_from_the_app(tmp_path, tiny_config):
+def test_online_training_collects_ratings_from_the_app(tmp_path, tiny_config, db_url):
     tiny = replace(tiny_config, buffer_size=1000, checkpoint_every=300)
-    db = f"sqlite:///{tmp_path / 'ratings.db'}"
+    db = db_url
     tokens = seed_demo(
         db,
         DemoSpec(
@@ -140,10 +140,10 @@ def _take_back(client: TestClient, headers: dict, feedback, rating_id: str, log:
 
 @pytest.mark.slow
 def test_undo_after_collection_retracts_the_rating_from_the_run(
-    tmp_path, tiny_config, spy_updater
+    tmp_path, tiny_config, spy_updater, db_url
 ):
     tiny = replace(tiny_config, buffer_size=1000, checkpoint_every=300)
-    db = f"sqlite:///{tmp_path / 'ratings.db'}"
+    db = db_url
     spec = DemoSpec(
         env_id="Pendulum-v1",
         n_segments=0,
@@ -197,10 +197,10 @@ def test_undo_after_collection_retracts_the_rating_from_the_run(
 
 @pytest.mark.slow
 def test_live_dmc_queries_reach_the_app_with_states_and_show_the_robot(
-    tmp_path, dmc_online_config, decode_mp4
+    tmp_path, dmc_online_config, decode_mp4, db_url
 ):
     dmc = dmc_online_config
-    db = f"sqlite:///{tmp_path / 'ratings.db'}"
+    db = db_url
     spec = DemoSpec(
         env_id="dmc/cartpole-balance",
         n_segments=0,
