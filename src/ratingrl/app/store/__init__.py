@@ -7,11 +7,31 @@ each takes the caller's ``Session`` and only adds and flushes, and the caller co
 of work per request or command (:func:`ratingrl.app.db.unit_of_work`), so several calls are
 durable together or not at all.
 
-``projects`` (projects, clips, raters), ``queue`` (next clip, answers, undo, progress) and
-``ratings`` (reading ratings back) hold the code; everything public is re-exported here.
+``projects`` (projects, clips, raters), ``queue`` (next clip, answers, undo, progress),
+``ratings`` (reading ratings back), ``pairs`` (the comparison queue) and ``pair_answers``
+(reading comparisons back) hold the code; everything public is re-exported here.
 """
 
 from ratingrl.app.errors import AppError, Conflict, NotFound, SchemaError
+from ratingrl.app.store.pair_answers import (
+    AnsweredPair,
+    answered_pairs,
+    current_pair_answers,
+    preference_pairs,
+    withdrawn_pair_answers,
+)
+from ratingrl.app.store.pairs import (
+    PairAnswer,
+    add_pairs,
+    answer_pair,
+    next_pair,
+    pair_clip_for,
+    pair_progress,
+    pair_sides,
+    project_asks,
+    set_asks,
+    undo_last_pair,
+)
 from ratingrl.app.store.projects import (
     ProjectConfig,
     add_rater,
@@ -84,4 +104,19 @@ __all__ = [
     "rating_history",
     "segments_by_id",
     "segment_public_ids",
+    "project_asks",
+    "set_asks",
+    "add_pairs",
+    "next_pair",
+    "pair_sides",
+    "pair_clip_for",
+    "PairAnswer",
+    "answer_pair",
+    "undo_last_pair",
+    "pair_progress",
+    "AnsweredPair",
+    "current_pair_answers",
+    "withdrawn_pair_answers",
+    "answered_pairs",
+    "preference_pairs",
 ]
