@@ -352,5 +352,7 @@ def create_app(
     app.middleware("http")(_security_headers)
     _install_error_handlers(app)
     app.include_router(routes)
+    from ratingrl.app.pairs_api import router as pairs  # imported here: it builds on this module
+    app.include_router(pairs)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

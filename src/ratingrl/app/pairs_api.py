@@ -1,0 +1,135 @@
+"""The comparison API and page: an ``APIRouter`` that :func:`ratingrl.app.server.create_app`
+includes, on the server's own authentication, units of work and error handlers.
+
+Raters send ``Authorization: Bearer <token>`` as for ratings:
+
+* ``GET /api/asks`` -> ``{"asks": "ratings" | "pairs" | "both", "project", "rater"}``: which
+  page the rater belongs on (no side effects).
+* ``GET /api/pairs/next`` -> ``{"pair_id", "left_url", "right_url", "progress": {"answered",
+  "queued"}, "fps", "project", "instructions", "rater", "asks"}``; ``pair_id`` is null when no
+  pair is left. Asking again before answering returns the same pair. 409 when the project asks
+  for ratings only.
+* ``POST /api/pairs/answers`` ``{"pair_id": str, "choice": "left" | "right" | "equal"}`` (or
+  ``{"pair_id", "skip": true}``) -> 201 ``{"answer_id", "created": true}`` once committed. The
+  same answer again -> 200 ``{"created": false}``; a different answer -> 409 (undo first); a
+  bad choice -> 422; another rater's or an unknown pair -> 404. A refused request stores
+  nothing; refusals are ``{"detail": "<one line>"}``.
+* ``POST /api/pairs/undo`` withdraws the rater's latest pair answer and returns that pair again
+  (the ``next`` payload plus ``"undone": bool``).
+* ``GET /pair-clips/<pair_id>-left.mp4`` (and ``-right``) -> the clip; as for rating clips the
+  random per-rater id is the capability (video tags cannot send headers).
+
+Page: ``/pairs`` (open ``/pairs#token=...``, or follow the rating page's link).
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from sqlalchemy.orm import Session
+
+from ratingrl.app import store
+from ratingrl.app.db import PairItem, PairSegmentRow, Project, Rater, bytes_to_array
+from ratingrl.app.render import ClipSpec, RenderError
+from ratingrl.app.server import STATIC_DIR, Creds, Services, _rater_unit
+
+__all__ = ["router"]
+
+router = APIRouter()
+_PAIR_CLIP = re.compile(r"^([0-9a-f]{32})-(left|right)\.mp4$")
+
+
+class PairAnswerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pair_id: str = Field(min_length=1, max_length=64)
+    choice: StrictStr | None = Field(default=None, max_length=16)
+    skip: StrictBool = False
+
+
+def _pair_payload(session: Session, rater: Rater, item: PairItem | None) -> dict:
+    project = store.project_of(session, rater)
+    url = None if item is None else f"/pair-clips/{item.public_id}"
+    return {
+        "pair_id": None if item is None else item.public_id,
+        "left_url": None if url is None else f"{url}-left.mp4",
+        "right_url": None if url is None else f"{url}-right.mp4",
+        "fps": project.fps,
+        "project": project.name,
+        "instructions": project.instructions,
+        "rater": rater.name,
+        "asks": str(store.project_asks(project)),
+        "progress": store.pair_progress(session, rater),
+    }
+
+
+@router.get("/api/asks")
+def api_asks(services: Services, creds: Creds) -> dict:
+    with _rater_unit(services, creds) as (session, rater):
+        project = store.project_of(session, rater)
+        return {
+            "asks": str(store.project_asks(project)),
+            "project": project.name,
+            "rater": rater.name,
+        }
+
+
+@router.get("/api/pairs/next")
+def api_next_pair(services: Services, creds: Creds) -> dict:
+    with _rater_unit(services, creds) as (session, rater):
+        return _pair_payload(session, rater, store.next_pair(session, rater))
+
+
+@router.post("/api/pairs/answers", status_code=201)
+def api_answer_pair(body: PairAnswerIn, services: Services, creds: Creds) -> JSONResponse:
+    with _rater_unit(services, creds) as (session, rater):
+        result = store.answer_pair(session, rater, body.pair_id, body.choice, skip=body.skip)
+    # the unit has committed: only now is the answer acknowledged
+    payload = {"answer_id": result.answer_id, "created": result.created}
+    return JSONResponse(payload, status_code=201 if result.created else 200)
+
+
+@router.post("/api/pairs/undo")
+def api_undo_pair(services: Services, creds: Creds) -> dict:
+    with _rater_unit(services, creds) as (session, rater):
+        item = store.undo_last_pair(session, rater)
+        return {**_pair_payload(session, rater, item), "undone": item is not None}
+
+
+def _clip_spec(segment: PairSegmentRow, project: Project) -> ClipSpec:
+    return ClipSpec(
+        key=segment.public_id,
+        env_id=project.env_id,
+        obs=bytes_to_array(segment.obs),
+        acts=bytes_to_array(segment.acts),
+        states=None if segment.states is None else bytes_to_array(segment.states),
+        width=project.width,
+        height=project.height,
+        fps=project.fps,
+    )
+
+
+@router.get("/pair-clips/{name}")
+def pair_clip(name: str, services: Services) -> FileResponse:
+    match = _PAIR_CLIP.match(name)
+    if not match:
+        raise HTTPException(404, "no such clip")
+    with services.database.unit() as session:  # never held while a clip renders
+        found = store.pair_clip_for(session, match.group(1), match.group(2))
+        spec = None if found is None else _clip_spec(*found)
+    if spec is None:
+        raise HTTPException(404, "no such clip")
+    try:
+        path = services.cache.get(spec)
+    except RenderError as err:
+        raise HTTPException(500, f"could not render clip: {err}") from None
+    return FileResponse(
+        path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=86400"}
+    )
+
+
+@router.get("/pairs", include_in_schema=False)
+def pairs_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "pairs.html")
