@@ -19,13 +19,13 @@ H = 10  # the demo's clip length
 
 
 @pytest.fixture
-def project_db(tmp_path):
+def project_db(make_db_url):
     """``build(asks="both", **spec)`` -> (database, {rater: token}) of a demo project with no
-    rating clips unless ``n_segments`` says so."""
+    rating clips unless ``n_segments`` says so; on SQLite and on PostgreSQL."""
     opened = []
 
     def build(asks: str = "both", **spec):
-        url = f"sqlite:///{tmp_path / f'db{len(opened)}.db'}"
+        url = make_db_url()
         tokens = seed_demo(url, DemoSpec(**{"n_segments": 0, "references": False, **spec}))
         database = open_database(url)
         opened.append(database)
