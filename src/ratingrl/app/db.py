@@ -6,12 +6,16 @@ updated or deleted: a skip, an undo and a new rating after an undo are each a ne
 history a rater produced is always there and export picks, per queue item, the latest row.
 Comparisons have four tables of their own, kept apart so the rating queue never shows a pair's
 clip: pair segments, pairs (what training asked), pair items (a pair shown to one rater) and the
-append-only pair answers, whose rows follow the same rules as ratings.
+append-only pair answers, whose rows follow the same rules as ratings. ``deliveries`` records
+which rows each training source has been handed (see :class:`Delivery`).
 
 SQLite is the default (one file, no server): it runs in WAL mode with ``synchronous=FULL`` so a
-rating acknowledged to a rater survives a crash of the server process *and* of the machine, and
-every transaction starts with ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout
-instead of failing with "database is locked" when a read lock cannot be upgraded. Any other
+rating acknowledged to a rater survives a crash of the server process *and* of the machine. A
+unit of work says whether it writes: a writing unit starts with ``BEGIN IMMEDIATE``, taking
+SQLite's one write lock up front, so concurrent writers queue on the busy timeout instead of
+failing with "database is locked" when a read lock cannot be upgraded; a reading unit
+(``write=False``: exports, the training source's polls, token checks) starts a plain deferred
+transaction, which in WAL mode never waits for a writer and never makes one wait. Any other
 SQLAlchemy URL (e.g. ``postgresql+psycopg://...``) is used as it is.
 
 The schema is created and upgraded by the Alembic migrations in ``app/migrations`` (see
@@ -62,9 +66,11 @@ __all__ = [
     "PairRow",
     "PairItem",
     "PairAnswerRow",
+    "Delivery",
     "make_engine",
     "make_sessionmaker",
     "unit_of_work",
+    "WRITE_OPTION",
     "array_to_bytes",
     "bytes_to_array",
 ]
@@ -317,6 +323,31 @@ class PairAnswerRow(Base):
     undoes_id: Mapped[int | None] = mapped_column(ForeignKey("pair_answers.id"), nullable=True)
 
 
+class Delivery(Base):
+    """A row handed to a training source (by its ``source_tag``), recorded as it is handed over.
+
+    ``kind`` names the table ``row_id`` points into: ``"rating"`` (a ratings row returned by
+    ``collect``) or ``"undo"`` (an undo row reported by ``retracted``). A source hands out the
+    rows that have no delivery under its tag yet, in the transaction that records them. So a row
+    that commits late is still handed out, once -- on PostgreSQL ids are drawn at insert, not at
+    commit, so a smaller id can commit after a larger one was read, and an id cursor skips it --
+    and a resumed run's source (same tag) goes on from what was really handed out.
+    """
+
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_tag: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    row_id: Mapped[int] = mapped_column(Integer)
+    delivered_at: Mapped[float] = mapped_column(Float, default=_now)
+
+    __table_args__ = (UniqueConstraint("source_tag", "kind", "row_id"),)
+
+
+WRITE_OPTION = "ratingrl_write"
+"""Execution option a connection carries: False when its transactions only read (deferred BEGIN)."""
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -330,11 +361,13 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a unit that only reads says so (unit_of_work(write=False)); everything else writes
+        write = conn.get_execution_options().get(WRITE_OPTION, True)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def make_engine(db_url: str) -> Engine:
-    """An engine for ``db_url``; SQLite gets WAL, full sync and immediate transactions.
+    """An engine for ``db_url``; SQLite gets WAL, full sync, and write units take the lock first.
 
     It does not touch the schema: :func:`ratingrl.app.schema.open_database` also brings the
     database to the current revision, which is what the server, CLI and source use.
@@ -355,15 +388,22 @@ def make_sessionmaker(engine: Engine) -> sessionmaker:
 
 
 @contextmanager
-def unit_of_work(sessions: sessionmaker) -> Iterator[Session]:
+def unit_of_work(sessions: sessionmaker, write: bool = True) -> Iterator[Session]:
     """One transaction around a request or command: committed if the block ends normally.
 
     Store functions only add and flush, so everything a request does is durable together or
     not at all: an exception anywhere in the block (a refused request, a crash half-way) rolls
     the whole unit back and propagates. When the block returns, the commit has happened, so a
     response sent afterwards never acknowledges something that is not stored.
+
+    ``write=False`` is for units that only read (exports, polls, token checks): on SQLite they
+    start a deferred transaction, so they neither take nor wait for the write lock. A unit that
+    writes must keep the default: taking the lock first is what lets writers queue instead of
+    failing when another connection wrote after their first read.
     """
     with sessions() as session:
+        if not write:  # before the first statement: the option decides how BEGIN is issued
+            session.connection(execution_options={WRITE_OPTION: False})
         try:
             yield session
         except BaseException:

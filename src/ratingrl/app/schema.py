@@ -31,7 +31,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ratingrl.app.db import make_engine, make_sessionmaker, unit_of_work
+from ratingrl.app.db import WRITE_OPTION, make_engine, make_sessionmaker, unit_of_work
 from ratingrl.app.errors import SchemaError
 
 __all__ = [
@@ -178,14 +178,23 @@ def _upgrade(connection: Connection, name: str) -> SchemaUpgrade:
 def upgrade_database(target: str | Engine) -> SchemaUpgrade:
     """Bring the database at ``target`` (URL or engine) to the newest schema revision.
 
-    Safe to call on every start: a database at head costs one read. Raises
+    Safe to call on every start: a database at head costs one read, in a plain transaction
+    that takes no write lock (an upgrade takes it, and looks again inside it). Raises
     :class:`~ratingrl.app.errors.SchemaError`, changing nothing, when the tables are not a
     schema ratingrl made or the revision is newer than this ratingrl.
     """
     engine = make_engine(target) if isinstance(target, str) else target
     name = engine.url.render_as_string(hide_password=True)
     try:
-        with engine.begin() as connection:
+        # the usual case, a database at head, is a plain read: no write lock for a CLI export
+        with engine.connect() as connection:
+            connection.execution_options(**{WRITE_OPTION: False})
+            with connection.begin():
+                current = MigrationContext.configure(connection).get_current_revision()
+        head = head_revision()
+        if current == head:
+            return SchemaUpgrade(name, current, head)
+        with engine.begin() as connection:  # locked; checks again (another process may upgrade)
             return _upgrade(connection, name)
     finally:
         if isinstance(target, str):
@@ -200,9 +209,12 @@ class Database:
     sessions: sessionmaker
     upgrade: SchemaUpgrade
 
-    def unit(self) -> AbstractContextManager[Session]:
-        """One unit of work (a transaction committed when the block ends normally)."""
-        return unit_of_work(self.sessions)
+    def unit(self, write: bool = True) -> AbstractContextManager[Session]:
+        """One unit of work (a transaction committed when the block ends normally).
+
+        ``write=False`` for a unit that only reads: on SQLite it leaves the write lock alone.
+        """
+        return unit_of_work(self.sessions, write=write)
 
     def close(self) -> None:
         self.engine.dispose()
