@@ -159,10 +159,20 @@
     else if (key === "?") { event.preventDefault(); $("keys").hidden = !$("keys").hidden; }
   });
 
+  // A project asks for ratings, pairs or both: comparisons are on /pairs (pairs.js).
+  async function start() {
+    try {
+      const data = await api("GET", "/api/asks");
+      if (data.asks === "pairs") { location.replace("/pairs"); return; }
+      $("switch").hidden = data.asks !== "both";
+    } catch (e) { say(e.message); return; }
+    next();
+  }
+
   if (!token) {
     say("Open the link with your token (…/#token=…) that the operator gave you.");
     document.body.classList.add("done");
   } else {
-    next();
+    start();
   }
 })();
