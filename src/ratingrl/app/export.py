@@ -7,6 +7,14 @@ columns the loader ignores: ``rater_id``, ``clip_id`` (segment public id), ``rat
 as a string, the id a training run's ``feedback.parquet`` gives the same rating. One row per
 current rating of a queue item: a rating that was undone is left out; skips carry no label and
 are left out.
+
+People's comparisons export the same way as the library's preference dataset
+(:func:`~ratingrl.feedback.io.save_preferences`, read by ``load_preferences``): ``first`` is the
+clip shown on the left, ``label`` = P(right preferred) (0 left, 1 right, 0.5 equally good), one
+row per current answer; extra columns ``rater``, ``rater_id``, ``answer_id``, ``label_id``
+(the answer id as a string, as :class:`~ratingrl.app.pair_source.AppPreferenceSource` names it),
+``pair_id`` (the rater's pair id), ``first_clip_id`` / ``second_clip_id``, ``choice``,
+``shown_at`` and ``answered_at``.
 """
 
 from __future__ import annotations
@@ -21,10 +29,18 @@ from sqlalchemy.orm import Session
 
 from ratingrl.app import store
 from ratingrl.app.db import Project
-from ratingrl.feedback.io import atomic_path, save_rated
-from ratingrl.feedback.segments import RatedSegments
+from ratingrl.feedback.io import atomic_path, save_preferences, save_rated
+from ratingrl.feedback.segments import PreferencePairs, RatedSegments
 
-__all__ = ["RatingsExport", "read_export", "write_export", "export_ratings"]
+__all__ = [
+    "RatingsExport",
+    "read_export",
+    "write_export",
+    "export_ratings",
+    "PairsExport",
+    "read_pairs_export",
+    "write_pairs_export",
+]
 
 
 @dataclass(frozen=True)
@@ -88,3 +104,55 @@ def export_ratings(
     :func:`read_export` in its unit of work and writes after the commit.
     """
     return write_export(read_export(session, project, include_repeats), path)
+
+
+@dataclass(frozen=True)
+class PairsExport:
+    """People's comparisons read from the database: the dataset and the extra per-answer columns."""
+
+    data: PreferencePairs
+    columns: dict[str, pa.Array]
+
+
+def read_pairs_export(session: Session, project: Project) -> PairsExport:
+    """Read the project's current pair answers for export (reads only; refuses when none)."""
+    rows = store.current_pair_answers(session, project)
+    if not rows:
+        raise store.AppError(f"project {project.name!r} has no pair answers to export yet")
+    answered = store.answered_pairs(session, rows)
+    names = store.rater_names(session, project)
+    source = {
+        "kind": "app",
+        "project": project.name,
+        "env_id": project.env_id,
+        "first": "the clip shown on the left",
+    }
+    columns = {
+        "rater": pa.array([names[r.rater_id] for r in rows], pa.string()),
+        "rater_id": pa.array([r.rater_id for r in rows], pa.int64()),
+        "answer_id": pa.array([r.id for r in rows], pa.int64()),
+        "label_id": pa.array([str(r.id) for r in rows], pa.string()),
+        "pair_id": pa.array([a.item.public_id for a in answered], pa.string()),
+        "first_clip_id": pa.array([a.left.public_id for a in answered], pa.string()),
+        "second_clip_id": pa.array([a.right.public_id for a in answered], pa.string()),
+        "choice": pa.array([str(r.choice) for r in rows], pa.string()),
+        "shown_at": pa.array([r.shown_at for r in rows], pa.float64()),
+        "answered_at": pa.array([r.answered_at for r in rows], pa.float64()),
+    }
+    return PairsExport(store.preference_pairs(answered, source), columns)
+
+
+def write_pairs_export(export: PairsExport, path: str | Path) -> int:
+    """Write ``export`` to ``path`` atomically; returns the number of pairs.
+
+    An extra column the dataset writer already wrote (should it learn raters or label ids) is
+    not written twice.
+    """
+    with atomic_path(path) as tmp:
+        save_preferences(export.data, tmp)
+        table = pq.read_table(tmp)
+        for name, column in export.columns.items():
+            if name not in table.column_names:
+                table = table.append_column(name, column)
+        pq.write_table(table, tmp, compression="zstd")
+    return len(export.data)

@@ -2,11 +2,13 @@
 :mod:`ratingrl.cli.serve`, the rater commands in :mod:`ratingrl.cli.raters`).
 
 ratingrl app create-project --name cheetah --env HalfCheetah-v5 --scale bad,poor,good,excellent
+ratingrl app create-project --name cheetah-pairs --env HalfCheetah-v5 --asks pairs
 ratingrl app add-segments --from pool.parquet --limit 200
 ratingrl app add-segments --from good.parquet --reference-level 3
 ratingrl app add-rater alice                  # prints alice's token and link
 ratingrl serve --db sqlite:///ratings.db      # 127.0.0.1:8000 unless --host is given
 ratingrl app export --out ratings.parquet
+ratingrl app export --pairs --out pairs.parquet   # people's comparisons
 
 Each command is one unit of work: it commits once at its end, or changes nothing when it fails.
 Each first brings the database to the current schema revision and says so when it upgraded an
@@ -68,9 +70,12 @@ def create_project_command(
         int, typer.Option(help="a hidden repeat every N ratings per rater (0: none)")
     ] = 10,
     instructions: Annotated[str, typer.Option(help="text shown to raters")] = "",
+    asks: Annotated[
+        str, typer.Option(help="what raters are asked for: ratings, pairs (comparisons) or both")
+    ] = "ratings",
     db: DbOpt = DEFAULT_DB,
 ) -> None:
-    """Create a project: environment, rating scale and clip length."""
+    """Create a project: environment, rating scale, clip length and what raters are asked."""
     from ratingrl.app import store
     from ratingrl.feedback.segments import FeedbackError, RatingScale
 
@@ -89,10 +94,13 @@ def create_project_command(
             instructions=instructions,
         )
         with open_db(db) as database, database.unit() as session:
-            store.create_project(session, config)
+            store.set_asks(session, store.create_project(session, config), asks)
     except (store.AppError, FeedbackError) as err:
         raise fail(str(err)) from None
-    typer.echo(f"created project {name!r}: {env}, scale {list(names)}, clips of {clip_length}")
+    typer.echo(
+        f"created project {name!r}: {env}, scale {list(names)}, clips of {clip_length}, "
+        f"asks for {asks}"
+    )
 
 
 def _load_any(path: Path):  # type: ignore[no-untyped-def]
@@ -164,20 +172,31 @@ def add_segments_command(
 def export_command(
     out: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
     include_repeats: Annotated[bool, typer.Option(help="also export hidden repeats")] = False,
+    pairs: Annotated[
+        bool, typer.Option("--pairs", help="export people's comparisons (preference pairs)")
+    ] = False,
     project: ProjectOpt = None,
     db: DbOpt = DEFAULT_DB,
 ) -> None:
-    """Write the ratings as the Parquet feedback dataset (with rater ids and timestamps)."""
+    """Write the ratings (or, with --pairs, the comparisons) as the Parquet feedback dataset,
+    with rater ids and timestamps."""
     from ratingrl.app import store
-    from ratingrl.app.export import read_export, write_export
+    from ratingrl.app.export import read_export, read_pairs_export, write_export, write_pairs_export
 
+    if pairs and include_repeats:
+        raise fail("--include-repeats is for ratings: comparisons have no hidden repeats")
     try:
         with open_db(db) as database, database.unit() as session:
-            ratings = read_export(session, store.get_project(session, project), include_repeats)
-        n = write_export(ratings, out)  # after the commit: the file is written lock-free
+            proj = store.get_project(session, project)
+            if pairs:
+                data = read_pairs_export(session, proj)
+            else:
+                data = read_export(session, proj, include_repeats)
+        # after the commit: the file is written lock-free
+        n = write_pairs_export(data, out) if pairs else write_export(data, out)
     except (store.AppError, OSError) as err:
         raise fail(str(err)) from None
-    typer.echo(f"wrote {n} ratings to {out}")
+    typer.echo(f"wrote {n} {'pairs' if pairs else 'ratings'} to {out}")
 
 
 # the rater commands register themselves on app_cli (their module imports the names above)

@@ -14,10 +14,13 @@ durable together or not at all.
 
 from ratingrl.app.errors import AppError, Conflict, NotFound, SchemaError
 from ratingrl.app.store.pair_answers import (
+    PAIR_DELIVERY,
+    PAIR_UNDO_DELIVERY,
     AnsweredPair,
     answered_pairs,
     current_pair_answers,
     preference_pairs,
+    record_pair_deliveries,
     withdrawn_pair_answers,
 )
 from ratingrl.app.store.pairs import (
@@ -117,6 +120,9 @@ __all__ = [
     "AnsweredPair",
     "current_pair_answers",
     "withdrawn_pair_answers",
+    "PAIR_DELIVERY",
+    "PAIR_UNDO_DELIVERY",
+    "record_pair_deliveries",
     "answered_pairs",
     "preference_pairs",
 ]

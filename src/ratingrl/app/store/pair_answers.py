@@ -1,21 +1,24 @@
 """Reading pair answers back: each pair item's current answer, withdrawals, and the dataset.
 
-Read-only: the training source and export call these in their own unit of work. The dataset is
-the library's :class:`~ratingrl.feedback.segments.PreferencePairs` with the clips as the rater
-saw them: ``first`` is the left clip, ``second`` the right one, and the label is the
-probability that the right one is preferred (left 0, right 1, equally good 0.5).
+Training and export call these in their own unit of work; all of it reads, except
+:func:`record_pair_deliveries`, with which the training source records what it was handed (the
+``deliveries`` table, as for ratings: not an id cursor, since on PostgreSQL ids need not commit
+in order). The dataset is the library's :class:`~ratingrl.feedback.segments.PreferencePairs`
+with the clips as the rater saw them: ``first`` is the left clip, ``second`` the right one, and
+the label is the probability that the right one is preferred (left 0, right 1, equally good 0.5).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ratingrl.app.db import (
+    Delivery,
     PairAnswerRow,
     PairChoice,
     PairItem,
@@ -28,14 +31,22 @@ from ratingrl.app.db import (
 from ratingrl.feedback.segments import PreferencePairs, SegmentSet
 
 __all__ = [
+    "PAIR_DELIVERY",
+    "PAIR_UNDO_DELIVERY",
     "CHOICE_LABELS",
     "AnsweredPair",
     "latest_pair_answer",
     "current_pair_answers",
     "withdrawn_pair_answers",
+    "record_pair_deliveries",
     "answered_pairs",
     "preference_pairs",
 ]
+
+PAIR_DELIVERY = "pair"
+"""``Delivery.kind`` of a pair answer handed to a training source."""
+PAIR_UNDO_DELIVERY = "pair-undo"
+"""``Delivery.kind`` of a pair undo whose withdrawal was reported to a training source."""
 
 CHOICE_LABELS = {PairChoice.LEFT: 0.0, PairChoice.RIGHT: 1.0, PairChoice.EQUAL: 0.5}
 """A choice as ``PreferencePairs`` labels it: P(second, i.e. the right clip, is preferred)."""
@@ -59,14 +70,39 @@ def _tagged(query, source_tag: str | None):  # type: ignore[no-untyped-def]
     )
 
 
+def _delivered(row_id, source_tag: str, kind: str):  # type: ignore[no-untyped-def]
+    """Condition: ``row_id`` was handed (as ``kind``) to ``source_tag``: an indexed lookup."""
+    return exists().where(
+        Delivery.source_tag == source_tag, Delivery.kind == kind, Delivery.row_id == row_id
+    )
+
+
+def record_pair_deliveries(
+    session: Session, source_tag: str, kind: str, row_ids: Iterable[int]
+) -> None:
+    """Record that rows ``row_ids`` (``kind``: :data:`PAIR_DELIVERY` or
+    :data:`PAIR_UNDO_DELIVERY`) were handed to ``source_tag``, in the unit that read them: they
+    count as delivered exactly when it commits."""
+    if kind not in (PAIR_DELIVERY, PAIR_UNDO_DELIVERY):
+        raise ValueError(f"kind must be {PAIR_DELIVERY!r} or {PAIR_UNDO_DELIVERY!r}, got {kind!r}")
+    session.add_all(Delivery(source_tag=source_tag, kind=kind, row_id=int(i)) for i in row_ids)
+    session.flush()
+
+
 def current_pair_answers(
-    session: Session, project: Project, source_tag: str | None = None
+    session: Session,
+    project: Project,
+    source_tag: str | None = None,
+    undelivered: bool = False,
 ) -> list[PairAnswerRow]:
     """Each pair item's current answer (its latest row, when that is an answer), by row id.
 
-    ``source_tag`` keeps the answers to pairs one source queued. Skips and withdrawn answers
-    are not answers; a pair answered by several raters gives one row per rater.
+    ``source_tag`` keeps the answers to pairs one source queued; with ``undelivered`` only
+    those not yet handed to it, however late they committed. Skips and withdrawn answers are
+    not answers; a pair answered by several raters gives one row per rater.
     """
+    if undelivered and source_tag is None:
+        raise ValueError("undelivered=True needs the source_tag the answers are delivered to")
     latest = _tagged(
         select(func.max(PairAnswerRow.id)).where(PairAnswerRow.project_id == project.id),
         source_tag,
@@ -74,16 +110,22 @@ def current_pair_answers(
     query = select(PairAnswerRow).where(
         PairAnswerRow.id.in_(latest), PairAnswerRow.status == RatingStatus.RATED
     )
+    if undelivered:
+        query = query.where(~_delivered(PairAnswerRow.id, source_tag, PAIR_DELIVERY))
     return list(session.scalars(query.order_by(PairAnswerRow.id)).all())
 
 
 def withdrawn_pair_answers(
-    session: Session, project: Project, source_tag: str | None = None
+    session: Session,
+    project: Project,
+    source_tag: str | None = None,
+    unreported_to: str | None = None,
 ) -> list[tuple[int, int]]:
     """``(undo row id, id of the answer it withdrew)`` for every withdrawn answer, by id.
 
     Skips that were undone are left out: they were never labels. A withdrawn answer never
-    becomes current again (answering anew is a new row with a new id).
+    becomes current again (answering anew is a new row with a new id). ``unreported_to`` keeps
+    the withdrawals of answers handed to that source and not yet reported to it.
     """
     target = aliased(PairAnswerRow)
     query = _tagged(
@@ -96,6 +138,11 @@ def withdrawn_pair_answers(
         ),
         source_tag,
     )
+    if unreported_to is not None:
+        query = query.where(
+            _delivered(PairAnswerRow.undoes_id, unreported_to, PAIR_DELIVERY),
+            ~_delivered(PairAnswerRow.id, unreported_to, PAIR_UNDO_DELIVERY),
+        )
     rows = session.execute(query.order_by(PairAnswerRow.id)).all()
     return [(int(undo), int(answer)) for undo, answer in rows]
 
