@@ -19,6 +19,9 @@ row per current answer; extra columns ``rater``, ``rater_id``, ``answer_id``, ``
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,28 @@ __all__ = [
     "read_pairs_export",
     "write_pairs_export",
 ]
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)  # a folder too: its entry for the new name
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _durable_path(path: str | Path) -> Iterator[Path]:
+    """:func:`~ratingrl.feedback.io.atomic_path`, and on disk when the block returns.
+
+    The file's bytes are synced before the rename and its folder after it: otherwise a power
+    cut soon after an export can leave the new name pointing at an empty or partial file, or
+    the old file back in place (``atomic_path`` alone guards against a crash of the process).
+    """
+    with atomic_path(path) as tmp:
+        yield tmp
+        _fsync(tmp)
+    _fsync(Path(path).resolve().parent)
 
 
 @dataclass(frozen=True)
@@ -85,8 +110,8 @@ def read_export(
 
 
 def write_export(export: RatingsExport, path: str | Path) -> int:
-    """Write ``export`` to ``path`` atomically; returns the number of rows."""
-    with atomic_path(path) as tmp:
+    """Write ``export`` to ``path`` atomically and durably; returns the number of rows."""
+    with _durable_path(path) as tmp:
         save_rated(export.data, tmp)
         table = pq.read_table(tmp)
         for name, column in export.columns.items():
@@ -148,7 +173,7 @@ def write_pairs_export(export: PairsExport, path: str | Path) -> int:
     An extra column the dataset writer already wrote (should it learn raters or label ids) is
     not written twice.
     """
-    with atomic_path(path) as tmp:
+    with _durable_path(path) as tmp:
         save_preferences(export.data, tmp)
         table = pq.read_table(tmp)
         for name, column in export.columns.items():

@@ -7,190 +7,128 @@ JSON API (the page uses it; scripts may too). Raters send ``Authorization: Beare
   the same clip.
 * ``POST /api/ratings`` ``{"clip_id": str, "rating": int}`` (or ``{"clip_id", "skip": true}``)
   -> 201 once the rating is committed. The same answer again -> 200 ``{"created": false}``; a
-  different answer to an answered clip -> 409 (undo first). Rating outside the scale or wrong
-  types -> 422, unknown clip (or another rater's) -> 404, bad token -> 401, body over
-  ``max_body_bytes`` -> 413. A refused request changes nothing stored: each request is one
-  unit of work, committed before the response and rolled back when the store refuses it.
-  Refusals are ``{"detail": "<one line>"}``, from exception handlers for the store's errors.
+  different answer to an answered clip -> 409 (undo first). Rating outside the scale, a number
+  that is not a small integer (NaN, infinities, 1e400, 2**64) or wrong types -> 422, unknown
+  clip (or another rater's) -> 404, bad token -> 401, body over ``max_body_bytes`` -> 413. A
+  refused request changes nothing stored: each request is one unit of work, committed before
+  the response and rolled back when the store refuses it. Refusals are
+  ``{"detail": "<one line>"}``, from the exception handlers in :mod:`ratingrl.app.web`.
 * ``POST /api/undo`` withdraws the rater's latest answer and returns that clip again.
 * ``GET /api/references`` -> one example clip per level of the scale (where the operator set one).
 * ``GET /clips/<id>.mp4`` -> the clip; the random id is the capability (video tags cannot send
   headers), files come only from the clip cache folder.
 * ``GET /api/operator/stats`` (operator token) -> ratings per rater, time per rating,
   Krippendorff's alpha on clips rated by several raters, self-consistency on hidden repeats.
+* ``GET /healthz`` -> ``{"ok": true}`` from the event loop, whatever the database is doing.
+
+Under load: endpoints are ``async``; every unit of work runs on a bounded
+:class:`~ratingrl.app.gate.WorkGate` (reads, writes, clip rendering), and a request the server
+cannot start soon is answered 503 with ``Retry-After`` instead of queueing without bound. A
+token is checked before a request may wait for the write lock: in a read unit, or from the
+tokens that were valid in the last minute; the write unit checks it again, so a revoked token
+is refused there. On SQLite the writes run on one thread, in arrival order.
 
 Pages: ``/`` (raters: open ``/#token=...``; the token stays in the fragment, never in server
 logs) and ``/operator`` (``/operator#token=...``).
 """
 
-import hmac
+import json
 import logging
+import os
 import re
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from sqlalchemy.orm import Session
 
 from ratingrl.app import store
 from ratingrl.app.db import QueueItem, Rater, bytes_to_array
-from ratingrl.app.errors import AppError, Conflict, NotFound
+from ratingrl.app.gate import WorkGate
 from ratingrl.app.render import ClipCache, ClipRenderer, ClipSpec, RenderError
-from ratingrl.app.schema import Database, open_database
+from ratingrl.app.schema import open_database
+from ratingrl.app.services import (
+    AppServices,
+    Creds,
+    KnownTokens,
+    Services,
+    rater_call,
+    rater_unit,
+    require_operator,
+)
 from ratingrl.app.stats import project_stats
+from ratingrl.app.web import BodyLimit, SecurityHeaders, install_error_handlers
 
-__all__ = ["ServerConfig", "create_app"]
+__all__ = [
+    "ServerConfig",
+    "create_app",
+    "app_from_environment",
+    "SERVE_ENV",
+    "STATIC_DIR",
+    "Services",  # re-exported for routers of their own (pairs_api), from app.services
+    "Creds",
+    "rater_call",
+]
+_rater_unit = rater_unit  # the name pairs_api imports (sync endpoints)
 
 STATIC_DIR = Path(__file__).parent / "static"
 _CLIP_KEY = re.compile(r"^(ref-)?([0-9a-f]{32})$")
 _log = logging.getLogger(__name__)
+RATING_BOUND = 2**31
+"""Ratings are levels of a small scale: a number beyond this is refused before the store."""
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Limits of the server (defaults suit one lab's raters)."""
+    """Limits of the server (defaults suit one lab's raters on this project's 2-core machines).
+
+    ``read_threads`` / ``write_threads`` / ``render_threads``: threads running units of work
+    that read, units that write, and clip rendering (``write_threads`` 0: one on SQLite, which
+    has one writer at a time anyway, eight on PostgreSQL). ``max_waiting``: requests one of
+    those pools holds (running and queued) before it answers 503; ``max_wait_s``: the longest a
+    request waits for a database thread before it is answered 503 instead.
+    """
 
     max_body_bytes: int = 16 * 1024
+    read_threads: int = 2
+    write_threads: int = 0
+    render_threads: int = 2
+    max_waiting: int = 512
+    max_wait_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            least = 0 if f.name == "write_threads" else 1
+            if not isinstance(value, (int, float)) or value < least:
+                raise ValueError(f"ServerConfig.{f.name} must be >= {least}, got {value!r}")
+
+    def gates(self, dialect: str) -> tuple[WorkGate, WorkGate, WorkGate]:
+        """The read, write and render gates for a database of ``dialect``."""
+        writers = self.write_threads or (1 if dialect == "sqlite" else 8)
+        if dialect == "sqlite" and writers > 1:
+            raise ValueError(
+                f"ServerConfig.write_threads is {writers}: SQLite takes one writer at a time, "
+                "use 1 (or PostgreSQL)"
+            )
+        wait = self.max_wait_s
+        return (
+            WorkGate("read", self.read_threads, self.max_waiting, wait),
+            WorkGate("write", writers, self.max_waiting, wait),
+            WorkGate("render", self.render_threads, self.max_waiting, max(wait, 30.0)),
+        )
 
 
 class RatingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     clip_id: str = Field(min_length=1, max_length=64)
-    rating: StrictInt | None = None
+    rating: StrictInt | None = Field(default=None, gt=-RATING_BOUND, lt=RATING_BOUND)
     skip: StrictBool = False
-
-
-class _BodyLimit:
-    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413, before parsing."""
-
-    def __init__(self, app, limit: int) -> None:  # type: ignore[no-untyped-def]
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        too_big = JSONResponse({"detail": f"body over {self.limit} bytes"}, status_code=413)
-        if length is not None:
-            try:
-                if int(length) > self.limit:
-                    return await too_big(scope, receive, send)
-            except ValueError:
-                return await JSONResponse({"detail": "bad Content-Length"}, 400)(
-                    scope, receive, send
-                )
-        chunks: list[bytes] = []
-        size = 0
-        more = scope["method"] in ("POST", "PUT", "PATCH")
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                return await too_big(scope, receive, send)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay():  # type: ignore[no-untyped-def]
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(
-            scope, replay if scope["method"] in ("POST", "PUT", "PATCH") else receive, send
-        )
-
-
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; media-src 'self'; img-src 'self' data:; "
-        "style-src 'self'; script-src 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
-
-
-@dataclass
-class _Services:
-    """What one app's endpoints share, kept on ``app.state`` (several apps live in one process)."""
-
-    database: Database
-    cache: ClipCache
-    operator_hash: str
-    write_lock: "threading.Lock | None"
-
-    @contextmanager
-    def unit(self) -> Iterator[Session]:
-        """One request's unit of work: committed when the block ends, before the response."""
-        # SQLite takes one writer at a time; queueing writers on a lock here (FIFO-ish, no
-        # sleeps) instead of in SQLite's busy handler (sleep and retry) cuts tail latency.
-        with self.write_lock or nullcontext(), self.database.unit() as session:
-            yield session
-
-
-def _services(request: Request) -> _Services:
-    return request.app.state.services
-
-
-_bearer = HTTPBearer(auto_error=False)
-Services = Annotated[_Services, Depends(_services)]
-Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-
-def _unauthorized(what: str) -> HTTPException:
-    return HTTPException(
-        401, f"missing or unknown {what} token", headers={"WWW-Authenticate": "Bearer"}
-    )
-
-
-@contextmanager
-def _rater_unit(
-    services: _Services, creds: HTTPAuthorizationCredentials | None
-) -> Iterator[tuple[Session, Rater]]:
-    """The request's unit of work and the rater its token names (401 if none, nothing written)."""
-    with services.unit() as session:
-        rater = store.rater_for_token(session, creds.credentials) if creds else None
-        if rater is None:
-            raise _unauthorized("rater")
-        yield session, rater
-
-
-def _require_operator(services: Services, creds: Creds) -> None:
-    given = store.hash_token(creds.credentials) if creds else ""
-    if not hmac.compare_digest(given, services.operator_hash):
-        raise _unauthorized("operator")
-
-
-def _refusal(status: int):  # type: ignore[no-untyped-def]
-    """An exception handler answering ``status`` with the error's message on one JSON line."""
-
-    async def handler(_request: Request, err: Exception) -> JSONResponse:
-        return JSONResponse({"detail": " ".join(str(err).split())}, status_code=status)
-
-    return handler
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    """The store's refusals become HTTP answers; the most specific class wins (MRO lookup)."""
-    app.add_exception_handler(NotFound, _refusal(404))
-    app.add_exception_handler(Conflict, _refusal(409))
-    app.add_exception_handler(AppError, _refusal(422))
 
 
 routes = APIRouter()
@@ -210,34 +148,19 @@ def _clip_payload(session: Session, rater: Rater, item: QueueItem | None) -> dic
     }
 
 
-@routes.get("/api/next")
-def api_next(services: Services, creds: Creds) -> dict:
-    with _rater_unit(services, creds) as (session, rater):
-        return _clip_payload(session, rater, store.next_item(session, rater))
+def _next(session: Session, rater: Rater) -> dict:
+    return _clip_payload(session, rater, store.next_item(session, rater))
 
 
-@routes.post("/api/ratings", status_code=201)
-def api_rate(body: RatingIn, services: Services, creds: Creds) -> JSONResponse:
-    with _rater_unit(services, creds) as (session, rater):
-        result = store.submit(session, rater, body.clip_id, body.rating, skip=body.skip)
-    # the unit has committed: only now is the rating acknowledged
-    payload = {"rating_id": result.rating_id, "created": result.created}
-    return JSONResponse(payload, status_code=201 if result.created else 200)
+def _undo(session: Session, rater: Rater) -> dict:
+    item = store.undo_last(session, rater)
+    return {**_clip_payload(session, rater, item), "undone": item is not None}
 
 
-@routes.post("/api/undo")
-def api_undo(services: Services, creds: Creds) -> dict:
-    with _rater_unit(services, creds) as (session, rater):
-        item = store.undo_last(session, rater)
-        return {**_clip_payload(session, rater, item), "undone": item is not None}
-
-
-@routes.get("/api/references")
-def api_references(services: Services, creds: Creds) -> dict:
-    with _rater_unit(services, creds) as (session, rater):
-        project = store.project_of(session, rater)
-        scale = store.project_scale(project)
-        latest = store.reference_clips(session, project)
+def _references(session: Session, rater: Rater) -> dict:
+    project = store.project_of(session, rater)
+    scale = store.project_scale(project)
+    latest = store.reference_clips(session, project)
     return {
         "references": [
             {
@@ -251,16 +174,37 @@ def api_references(services: Services, creds: Creds) -> dict:
     }
 
 
-@routes.get("/clips/{name}")
-def clip(name: str, services: Services) -> FileResponse:
-    if not name.endswith(".mp4") or not (match := _CLIP_KEY.match(name[:-4])):
-        raise HTTPException(404, "no such clip")
-    with services.database.unit() as session:  # never held while a clip renders
-        found = store.clip_for(session, match.group(2), reference=bool(match.group(1)))
+@routes.get("/api/next")
+async def api_next(services: Services, creds: Creds) -> JSONResponse:
+    return JSONResponse(await rater_call(services, creds, _next))
+
+
+@routes.post("/api/ratings", status_code=201)
+async def api_rate(body: RatingIn, services: Services, creds: Creds) -> JSONResponse:
+    result = await rater_call(
+        services, creds, store.submit, body.clip_id, body.rating, body.skip
+    )
+    # the unit has committed: only now is the rating acknowledged
+    payload = {"rating_id": result.rating_id, "created": result.created}
+    return JSONResponse(payload, status_code=201 if result.created else 200)
+
+
+@routes.post("/api/undo")
+async def api_undo(services: Services, creds: Creds) -> JSONResponse:
+    return JSONResponse(await rater_call(services, creds, _undo))
+
+
+@routes.get("/api/references")
+async def api_references(services: Services, creds: Creds) -> JSONResponse:
+    return JSONResponse(await rater_call(services, creds, _references, write=False))
+
+
+def _clip_spec(session: Session, key: str, reference: bool) -> ClipSpec | None:
+    found = store.clip_for(session, key, reference=reference)
     if found is None:
-        raise HTTPException(404, "no such clip")
+        return None
     segment, project = found
-    spec = ClipSpec(
+    return ClipSpec(
         key=segment.public_id,
         env_id=project.env_id,
         obs=bytes_to_array(segment.obs),
@@ -270,8 +214,17 @@ def clip(name: str, services: Services) -> FileResponse:
         height=project.height,
         fps=project.fps,
     )
-    try:
-        path = services.cache.get(spec)
+
+
+@routes.get("/clips/{name}")
+async def clip(name: str, services: Services) -> FileResponse:
+    if not name.endswith(".mp4") or not (match := _CLIP_KEY.match(name[:-4])):
+        raise HTTPException(404, "no such clip")
+    spec = await services.read(_clip_spec, match.group(2), bool(match.group(1)))
+    if spec is None:
+        raise HTTPException(404, "no such clip")
+    try:  # no transaction is open while a clip renders
+        path = await services.renders.run(services.cache.get, spec)
     except RenderError as err:
         raise HTTPException(500, f"could not render clip: {err}") from None
     return FileResponse(
@@ -279,37 +232,29 @@ def clip(name: str, services: Services) -> FileResponse:
     )
 
 
-@routes.get("/api/operator/stats", dependencies=[Depends(_require_operator)])
-def operator_stats(services: Services, project: str | None = None) -> dict:
-    with services.unit() as session:
-        names = [project] if project else store.project_names(session)
-        return {
-            "projects": [project_stats(session, store.get_project(session, n)) for n in names]
-        }
+def _stats(session: Session, project: str | None) -> dict:
+    names = [project] if project else store.project_names(session)
+    return {"projects": [project_stats(session, store.get_project(session, n)) for n in names]}
+
+
+@routes.get("/api/operator/stats", dependencies=[Depends(require_operator)])
+async def operator_stats(services: Services, project: str | None = None) -> JSONResponse:
+    return JSONResponse(await services.read(_stats, project))
 
 
 @routes.get("/healthz")
-def healthz() -> dict:
+async def healthz() -> dict:
     return {"ok": True}
 
 
 @routes.get("/", include_in_schema=False)
-def index() -> FileResponse:
+async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html")
 
 
 @routes.get("/operator", include_in_schema=False)
-def operator_page() -> FileResponse:
+async def operator_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "operator.html")
-
-
-async def _security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-    response = await call_next(request)
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if request.url.path.startswith("/api/"):
-        response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def create_app(
@@ -324,7 +269,7 @@ def create_app(
     ``operator_token`` guards the operator page and API. The database is first brought to the
     current schema revision (an older one is upgraded, and a line logged). Everything the app
     needs is created here and kept on ``app.state``, so several apps (tests) can live in one
-    process.
+    process; the lifespan's end drops queued work, then closes the renderer and the database.
     """
     if not operator_token or len(operator_token) < 8:
         raise ValueError("operator_token must be at least 8 characters")
@@ -332,27 +277,64 @@ def create_app(
     database = open_database(db_url)
     if database.upgrade.message:
         _log.warning(database.upgrade.message)
+    try:
+        reads, writes, renders = config.gates(database.engine.dialect.name)
+    except ValueError:
+        database.close()
+        raise
     renderer = renderer or ClipRenderer()
-    services = _Services(
+    services = AppServices(
         database=database,
         cache=ClipCache(clip_dir, renderer),
         operator_hash=store.hash_token(operator_token),
-        write_lock=threading.Lock() if database.engine.dialect.name == "sqlite" else None,
+        reads=reads,
+        writes=writes,
+        renders=renders,
+        tokens=KnownTokens(),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        services.close()
         renderer.close()
         database.close()
 
     app = FastAPI(title="ratingrl rating app", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.services = services
-    app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
-    app.middleware("http")(_security_headers)
-    _install_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    install_error_handlers(app)
     app.include_router(routes)
     from ratingrl.app.pairs_api import router as pairs  # imported here: it builds on this module
     app.include_router(pairs)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+SERVE_ENV = {
+    "db": "RATINGRL_SERVE_DB",
+    "clip_dir": "RATINGRL_SERVE_CLIP_DIR",
+    "operator_token": "RATINGRL_SERVE_OPERATOR_TOKEN",
+    "config": "RATINGRL_SERVE_CONFIG",
+}
+"""Environment variables :func:`app_from_environment` reads (``ratingrl serve`` sets them)."""
+
+
+def app_from_environment() -> FastAPI:
+    """The app ``ratingrl serve`` describes in :data:`SERVE_ENV`: the factory each worker calls.
+
+    Worker processes (``ratingrl serve --workers N``) import the app by name, so what it needs
+    comes from the environment, not the command line: the operator token stays out of ``ps``.
+    ``RATINGRL_SERVE_CONFIG`` holds :class:`ServerConfig` fields as JSON (optional).
+    """
+    missing = [v for k, v in SERVE_ENV.items() if k != "config" and not os.environ.get(v)]
+    if missing:
+        raise RuntimeError(f"app_from_environment needs {', '.join(missing)} (set by serve)")
+    config = ServerConfig(**json.loads(os.environ.get(SERVE_ENV["config"]) or "{}"))
+    return create_app(
+        os.environ[SERVE_ENV["db"]],
+        os.environ[SERVE_ENV["clip_dir"]],
+        os.environ[SERVE_ENV["operator_token"]],
+        config,
+    )

@@ -1,0 +1,177 @@
+"""What the rating server's endpoints share: the database gates, the token check, the calls.
+
+:class:`AppServices` lives on ``app.state`` (several apps can live in one process). Endpoints
+reach the database only through it: :meth:`AppServices.read` / :meth:`AppServices.write` run a
+function in one unit of work on a bounded :class:`~ratingrl.app.gate.WorkGate`, and
+:func:`rater_call` does so as the rater a bearer token names, checking the token before the
+call may wait for the write lock. Routers of their own (``pairs_api``) use the same names.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from ratingrl.app import store
+from ratingrl.app.db import Rater
+from ratingrl.app.gate import WorkGate
+from ratingrl.app.render import ClipCache
+from ratingrl.app.schema import Database
+
+__all__ = [
+    "AppServices",
+    "KnownTokens",
+    "Services",
+    "Creds",
+    "rater_call",
+    "rater_unit",
+    "require_operator",
+    "unauthorized",
+]
+
+T = TypeVar("T")
+
+
+class KnownTokens:
+    """Hashes of tokens that named an active rater within the last ``ttl_s`` seconds.
+
+    Only lets a request queue for the write lock without a read first; the write unit checks
+    the token again, so a token revoked in the meantime is still refused (401).
+    """
+
+    def __init__(self, ttl_s: float = 60.0, size: int = 100_000) -> None:
+        self.ttl_s, self.size = ttl_s, size
+        self._seen: dict[str, float] = {}
+
+    def known(self, token: str) -> bool:
+        seen = self._seen.get(store.hash_token(token))
+        return seen is not None and time.monotonic() - seen < self.ttl_s
+
+    def add(self, token: str) -> None:
+        if len(self._seen) >= self.size:
+            self._seen.clear()
+        self._seen[store.hash_token(token)] = time.monotonic()
+
+    def forget(self, token: str) -> None:
+        self._seen.pop(store.hash_token(token), None)
+
+
+@dataclass
+class AppServices:
+    """What one app's endpoints share, kept on ``app.state`` (several apps live in one process)."""
+
+    database: Database
+    cache: ClipCache
+    operator_hash: str
+    reads: WorkGate
+    writes: WorkGate
+    renders: WorkGate
+    tokens: KnownTokens
+
+    async def read(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(session, *args)`` in a unit of work that only reads (no write lock)."""
+        return await self.reads.run(self._in_unit, False, fn, args)
+
+    async def write(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(session, *args)`` in a writing unit, committed before this returns."""
+        return await self.writes.run(self._in_unit, True, fn, args)
+
+    def _in_unit(self, write: bool, fn: Callable[..., T], args: tuple) -> T:
+        with self.database.unit(write=write) as session:
+            return fn(session, *args)
+
+    def close(self) -> None:
+        for gate in (self.reads, self.writes, self.renders):
+            gate.close()
+
+
+async def services_of(request: Request) -> AppServices:
+    return request.app.state.services
+
+
+_bearer = HTTPBearer(auto_error=False)
+Services = Annotated[AppServices, Depends(services_of)]
+Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def unauthorized(what: str) -> HTTPException:
+    return HTTPException(
+        401, f"missing or unknown {what} token", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _as_rater(session: Session, token: str, fn: Callable[..., T], args: tuple) -> T:
+    rater = store.rater_for_token(session, token)
+    if rater is None:
+        raise unauthorized("rater")
+    return fn(session, rater, *args)
+
+
+def _remember(session: Session, rater: Rater, tokens: KnownTokens, token: str) -> None:
+    tokens.add(token)
+
+
+async def rater_call(
+    services: AppServices,
+    creds: HTTPAuthorizationCredentials | None,
+    fn: Callable[..., T],
+    *args: object,
+    write: bool = True,
+) -> T:
+    """``fn(session, rater, *args)`` in one unit of work as the rater the token names (else 401).
+
+    A writing call checks the token before it may wait for the write lock (a read unit, unless
+    the token was valid within the last minute), then checks it again inside its unit: bad
+    tokens never reach the writer, however many arrive. The unit has committed when this
+    returns, so the caller may acknowledge what ``fn`` wrote.
+    """
+    token = creds.credentials if creds is not None else ""
+    if not token or len(token) > 200:
+        raise unauthorized("rater")
+    if not write:
+        return await services.read(_as_rater, token, fn, args)
+    if not services.tokens.known(token):
+        await services.read(_as_rater, token, _remember, (services.tokens, token))
+    try:
+        return await services.write(_as_rater, token, fn, args)
+    except HTTPException as err:
+        if err.status_code == 401:
+            services.tokens.forget(token)
+        raise
+
+
+@contextmanager
+def rater_unit(
+    services: AppServices, creds: HTTPAuthorizationCredentials | None
+) -> Iterator[tuple[Session, Rater]]:
+    """For sync endpoints: a writing unit as the rater the token names (401 if none).
+
+    The token is checked first in a read unit, so a bad one never waits for the write lock.
+    Async endpoints use :func:`rater_call` instead, which also bounds the waiting.
+    """
+    token = creds.credentials if creds is not None else ""
+    if not token or len(token) > 200:
+        raise unauthorized("rater")
+    if not services.tokens.known(token):
+        with services.database.unit(write=False) as session:
+            _as_rater(session, token, _remember, (services.tokens, token))
+    with services.database.unit() as session:
+        rater = store.rater_for_token(session, token)
+        if rater is None:
+            services.tokens.forget(token)
+            raise unauthorized("rater")
+        yield session, rater
+
+
+async def require_operator(services: Services, creds: Creds) -> None:
+    given = store.hash_token(creds.credentials) if creds else ""
+    if not hmac.compare_digest(given, services.operator_hash):
+        raise unauthorized("operator")
