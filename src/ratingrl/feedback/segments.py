@@ -63,14 +63,22 @@ class RatingScale:
 
     def validate(self, ratings: np.ndarray, field_name: str = "ratings") -> np.ndarray:
         """Return ``ratings`` as int64, or raise naming the first value outside 0..n-1."""
-        ratings = np.asarray(ratings)
-        if ratings.size and not np.issubdtype(ratings.dtype, np.integer):
-            as_int = ratings.astype(np.int64)
-            if not np.array_equal(as_int, ratings):
-                bad = ratings[as_int != ratings][0]
-                raise FeedbackError(f"{field_name} must be whole numbers, got {float(bad)}")
-            ratings = as_int
-        ratings = ratings.astype(np.int64)
+        try:  # a Python int beyond int64 (2**64, -10**100) cannot even be converted
+            ratings = np.asarray(ratings)
+            if ratings.dtype.kind == "u" and ratings.size and ratings.max() >= 2**63:
+                raise OverflowError  # uint64 would wrap round to a negative int64
+            if ratings.size and not np.issubdtype(ratings.dtype, np.integer):
+                with np.errstate(invalid="ignore"):  # NaN and infinities are not whole numbers
+                    as_int = ratings.astype(np.int64)
+                if not np.array_equal(as_int, ratings):
+                    bad = ratings[as_int != ratings][0]
+                    raise FeedbackError(f"{field_name} must be whole numbers, got {float(bad)}")
+                ratings = as_int
+            ratings = ratings.astype(np.int64)
+        except OverflowError:
+            raise FeedbackError(
+                f"{field_name} holds a number far outside the scale 0..{self.n - 1}"
+            ) from None
         outside = (ratings < 0) | (ratings >= self.n)
         if outside.any():
             i = int(np.argmax(outside))
