@@ -1,10 +1,18 @@
 """``ratingrl serve``: the rating page and JSON API for people.
 
     ratingrl serve --db sqlite:///ratings.db      # 127.0.0.1:8000 unless --host is given
+    ratingrl serve --db postgresql+psycopg://... --workers 2
+
+SQLite is served by one process (one writer at a time; the server queues writes on one
+thread); PostgreSQL by ``--workers`` processes. Each worker builds the app with
+:func:`ratingrl.app.server.app_from_environment` from variables this command sets, so the
+operator token is never on a command line. SIGTERM (or Ctrl-C) lets requests in flight finish
+for up to ``--shutdown-timeout`` seconds, then the server exits.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -32,14 +40,39 @@ def serve_command(
             envvar="RATINGRL_OPERATOR_TOKEN",
         ),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(help="server processes (more than 1 needs PostgreSQL)")
+    ] = 1,
+    max_waiting: Annotated[
+        int, typer.Option(help="requests a database pool holds before answering 503")
+    ] = 512,
+    shutdown_timeout: Annotated[
+        float, typer.Option(help="seconds requests in flight get to finish on SIGTERM")
+    ] = 5.0,
 ) -> None:
     """Serve the rating page and JSON API (bound to 127.0.0.1 unless --host says otherwise)."""
     import uvicorn
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     from ratingrl.app.errors import AppError
     from ratingrl.app.schema import upgrade_database
-    from ratingrl.app.server import create_app
+    from ratingrl.app.server import SERVE_ENV
 
+    try:
+        backend = make_url(db).get_backend_name()
+    except ArgumentError:
+        raise fail(f"--db {db!r} is not a database URL (e.g. sqlite:///ratings.db)") from None
+    if workers < 1 or max_waiting < 1 or shutdown_timeout < 0:
+        raise fail(
+            f"--workers and --max-waiting must be >= 1 and --shutdown-timeout >= 0, got "
+            f"{workers}, {max_waiting}, {shutdown_timeout}"
+        )
+    if workers > 1 and backend == "sqlite":
+        raise fail(
+            f"--workers {workers} needs PostgreSQL: SQLite takes one writer at a time, so it is "
+            "served by one process (drop --workers, or use a postgresql+psycopg:// --db)"
+        )
     try:
         upgrade = upgrade_database(db)
     except AppError as err:
@@ -50,4 +83,17 @@ def serve_command(
     if not operator_token:
         typer.echo(f"operator page: http://{host}:{port}/operator#token={token}", err=True)
     os.environ.setdefault("MUJOCO_GL", "egl")
-    uvicorn.run(create_app(db, clip_dir, token), host=host, port=port, log_level="warning")
+    # the worker processes (and the one process of --workers 1) read these: no secret in argv
+    os.environ[SERVE_ENV["db"]] = db
+    os.environ[SERVE_ENV["clip_dir"]] = str(clip_dir)
+    os.environ[SERVE_ENV["operator_token"]] = token
+    os.environ[SERVE_ENV["config"]] = json.dumps({"max_waiting": max_waiting})
+    uvicorn.run(
+        "ratingrl.app.server:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        timeout_graceful_shutdown=shutdown_timeout,
+    )
