@@ -186,13 +186,14 @@ def export_command(
     if pairs and include_repeats:
         raise fail("--include-repeats is for ratings: comparisons have no hidden repeats")
     try:
-        with open_db(db) as database, database.unit() as session:
+        # a read: no write lock, so raters and a training run go on while the export reads
+        with open_db(db) as database, database.unit(write=False) as session:
             proj = store.get_project(session, project)
             if pairs:
                 data = read_pairs_export(session, proj)
             else:
                 data = read_export(session, proj, include_repeats)
-        # after the commit: the file is written lock-free
+        # after the transaction: the file is written (and synced) with no database open
         n = write_pairs_export(data, out) if pairs else write_export(data, out)
     except (store.AppError, OSError) as err:
         raise fail(str(err)) from None
