@@ -48,8 +48,9 @@ def train_command(
     ratings_db: Annotated[
         str | None,
         typer.Option(
-            help="online: take ratings from people through the rating app's database "
-            "(SQLAlchemy URL, e.g. sqlite:///ratings.db) instead of the simulated teacher"
+            help="online: take labels from people through the rating app's database "
+            "(SQLAlchemy URL, e.g. sqlite:///ratings.db) instead of the simulated teacher: "
+            "ratings, pairs for --method bt, and both with --preference-budget"
         ),
     ] = None,
     ratings_project: Annotated[
@@ -140,16 +141,28 @@ def _resolve(config: Path | None, options: dict[str, Any], assignments: list[str
 def _train(config, resume, out, overwrite, progress, ratings_db, ratings_project) -> dict:
     from ratingrl.rl.run import Run
 
-    source = None
-    if ratings_db is not None:
-        from ratingrl.app.source import AppRatingSource
-
-        source = AppRatingSource(ratings_db, ratings_project)
+    sources = _people(config, ratings_db, ratings_project) if ratings_db else {}
     if resume is not None:
-        run = Run.resume(resume, source=source, progress=progress)
+        run = Run.resume(resume, progress=progress, **sources)
     else:
-        run = Run.create(config, out, source=source, overwrite=overwrite, progress=progress)
+        run = Run.create(config, out, overwrite=overwrite, progress=progress, **sources)
     return run.learn()
+
+
+def _people(config: RunConfig, db: str, project: str | None) -> dict:
+    """The rating app as the run's sources: its comparison page for a method of pairs (bt),
+    else its rating page, plus its comparison page for the pairs of ``--preference-budget``."""
+    from ratingrl.app.pair_source import AppPreferenceSource
+    from ratingrl.app.source import AppRatingSource
+    from ratingrl.rl.validation import method_data_kind
+
+    config.validate()  # the method must be known before asking what it learns from
+    if config.method != "oracle" and method_data_kind(config.method) == "pairs":
+        return {"source": AppPreferenceSource(db, project)}
+    sources = {"source": AppRatingSource(db, project)}
+    if config.preference_budget > 0:
+        sources["pair_source"] = AppPreferenceSource(db, project)
+    return sources
 
 
 def _report(summary: dict, run_dir: Path) -> None:

@@ -1,0 +1,47 @@
+"""``ratingrl train --ratings-db URL`` takes people's labels from the rating app: ratings from its
+rating page, pairs from its comparison page (``--method bt``), or both (``--preference-budget``)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from ratingrl.cli import app
+
+runner = CliRunner()
+RUN = [
+    "train", "--env", "Pendulum-v1", "--algo", "ppo", "--method", "rbrl", "--steps", "384",
+    "--n-steps", "128", "--net-arch", "16", "--reward-hidden", "16", "--horizon", "20",
+    "--max-episode-steps", "60", "--candidate-episodes", "4", "--budget", "4", "--per-round",
+    "2", "--schedule", "interval", "--schedule-unit", "128", "--eval-every", "384",
+    "--eval-episodes", "1", "--no-progress",
+]  # fmt: skip
+
+
+def _project(db: str, asks: str) -> None:
+    args = ["app", "create-project", "--name", "p", "--env", "Pendulum-v1", "--db", db]
+    scale = ["--scale", "bad,ok,good", "--clip-length", "20", "--asks", asks]
+    result = runner.invoke(app, [*args, *scale])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+def test_people_answer_ratings_and_pairs_of_one_run(tmp_path, db_url, run_sql):
+    _project(db_url, "both")
+    out = tmp_path / "run"
+    args = [*RUN, "--preference-budget", "2", "--ratings-db", db_url, "--out", str(out)]
+    result = runner.invoke(app, args)  # nobody answers: the run trains on and finishes
+    assert result.exit_code == 0, result.output
+    # both pages got the run's queries: 4 clips to rate, 2 pairs to compare
+    assert run_sql(db_url, "SELECT count(*) FROM segments")[0][0] == 4
+    assert run_sql(db_url, "SELECT count(*) FROM pairs")[0][0] == 2
+    assert "0 labels" in result.output
+
+
+def test_pairs_need_a_project_that_asks_for_them(tmp_path, db_url):
+    _project(db_url, "ratings")
+    out = tmp_path / "run"
+    args = [*RUN, "--preference-budget", "2", "--ratings-db", db_url, "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "asks its raters for ratings only" in result.output
+    assert not out.exists()
