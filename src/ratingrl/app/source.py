@@ -5,12 +5,22 @@ optional priority from the query selector); ``collect(timeout)`` returns the rat
 given since the last call, waiting up to ``timeout`` seconds for at least one -- with
 ``timeout=0`` the training loop keeps training while people rate.
 
-Each rating is returned once (a cursor on the append-only table), named by its rating id
-(``RatedSegments.label_id``). A rating withdrawn with undo *after* it was collected is reported
-by :meth:`AppRatingSource.retracted`, and the training loop drops it from the run; one withdrawn
+Each rating is returned once, named by its rating id (``RatedSegments.label_id``): the source
+takes the current ratings of its clips that it has not been handed yet and records them as
+handed (the ``deliveries`` table) in the same transaction. Not an id cursor: ids need not commit
+in order (on PostgreSQL a rating holding id 7 can commit after one holding id 8 was collected),
+and a cursor would skip the late one for good. The record is in the database, so a source
+resumed for a run (same tag, restored by :meth:`AppRatingSource.load_state_dict`) goes on from
+what was really handed out, also after its last checkpoint.
+
+A rating withdrawn with undo *after* it was collected is reported by
+:meth:`AppRatingSource.retracted`, and the training loop drops it from the run; one withdrawn
 before it was collected is never returned (only current ratings are). A changed rating (undo,
 then rate again) is a new rating with a new id. Hidden repeats are not returned: they measure
 raters, they are not new labels.
+
+Polls only read (no write lock on SQLite); a second, writing unit of work takes what the read
+found, when it found something.
 """
 
 from __future__ import annotations
@@ -47,8 +57,6 @@ class AppRatingSource(RatingSource):
     poll_interval: float = 0.25
     tag: str = field(default_factory=lambda: f"source-{secrets.token_hex(6)}")
     wants_states: bool = True
-    _cursor: int = field(default=0, init=False, repr=False)
-    _undo_cursor: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         database = open_database(self.db_url)  # an older database is upgraded first
@@ -86,46 +94,75 @@ class AppRatingSource(RatingSource):
         """Ratings given to this source's segments since the last call, or None if none came."""
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            with unit_of_work(self._sessions) as session:  # one read per poll
-                project = store.get_project(session, self.project)
-                rows = store.effective_ratings(
-                    session, project, after_id=self._cursor, source_tag=self.tag
-                )
-                if rows:
-                    segments = store.segments_by_id(session, [r.segment_id for r in rows])
-                    names = store.rater_names(session, project)
-                    self._cursor = rows[-1].id
-                    return RatedSegments(
-                        segments,
-                        np.array([r.value for r in rows]),
-                        self._scale,
-                        {
-                            "kind": "app",
-                            "project": self.project,
-                            "source_tag": self.tag,
-                            "rated_at": [r.answered_at for r in rows],
-                        },
-                        np.array([names[r.rater_id] for r in rows], dtype=object),
-                        np.array([str(r.id) for r in rows], dtype=object),
-                    )
+            if self._pending_ratings():
+                rated = self._take_ratings()
+                if rated is not None:
+                    return rated
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def _pending_ratings(self) -> bool:
+        """Whether ratings wait for this source (one read, no write lock)."""
+        with unit_of_work(self._sessions, write=False) as session:
+            project = store.get_project(session, self.project)
+            waiting = store.effective_ratings(
+                session, project, source_tag=self.tag, undelivered=True
+            )
+        return bool(waiting)
+
+    def _take_ratings(self) -> RatedSegments | None:
+        """The ratings waiting for this source, recorded as delivered when the unit commits."""
+        with unit_of_work(self._sessions) as session:
+            project = store.get_project(session, self.project)
+            rows = store.effective_ratings(
+                session, project, source_tag=self.tag, undelivered=True
+            )  # again: one may have been undone since the read
+            if not rows:
+                return None
+            store.record_deliveries(session, self.tag, store.RATING_DELIVERY, [r.id for r in rows])
+            segments = store.segments_by_id(session, [r.segment_id for r in rows])
+            names = store.rater_names(session, project)
+        return RatedSegments(
+            segments,
+            np.array([r.value for r in rows]),
+            self._scale,
+            {
+                "kind": "app",
+                "project": self.project,
+                "source_tag": self.tag,
+                "rated_at": [r.answered_at for r in rows],
+            },
+            np.array([names[r.rater_id] for r in rows], dtype=object),
+            np.array([str(r.id) for r in rows], dtype=object),
+        )
 
     def retracted(self) -> list[str]:
         """Ids of ratings withdrawn (undone) since the last call, each reported once.
 
         Project-wide, not only this source's clips, and from the first undo on: a source made
-        to resume a crashed run (with a new tag) still reports undos of ratings the crashed run
-        had collected. Ids the run never held (undone before they were collected, another
-        run's) are ignored by the training loop.
+        to resume a crashed run with a new tag (the run crashed before its first checkpoint)
+        still reports undos of ratings the crashed run had collected. Ids the run never held
+        (undone before they were collected, another run's) are ignored by the training loop.
         """
+        with unit_of_work(self._sessions, write=False) as session:
+            project = store.get_project(session, self.project)
+            if not store.undone_ratings(session, project, unreported_to=self.tag):
+                return []
         with unit_of_work(self._sessions) as session:
             project = store.get_project(session, self.project)
-            undone = store.undone_ratings(session, project, after_id=self._undo_cursor)
-        if undone:
-            self._undo_cursor = undone[-1][0]
+            undone = store.undone_ratings(session, project, unreported_to=self.tag)
+            store.record_deliveries(session, self.tag, store.UNDO_DELIVERY, [u for u, _ in undone])
         return [str(rating_id) for _, rating_id in undone]
+
+    def state_dict(self) -> dict:
+        """The tag: a resumed run's source collects the ratings of the clips this one queued."""
+        return {"tag": self.tag}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue as the source that saved ``state`` (what it was handed is in the database)."""
+        if state.get("tag"):
+            self.tag = str(state["tag"])
 
     def close(self) -> None:
         self._engine.dispose()

@@ -65,8 +65,11 @@ from ratingrl.app.store.queue import (
     undo_last,
 )
 from ratingrl.app.store.ratings import (
+    RATING_DELIVERY,
+    UNDO_DELIVERY,
     effective_ratings,
     rating_history,
+    record_deliveries,
     segment_public_ids,
     segments_by_id,
     undone_ratings,
@@ -104,6 +107,9 @@ __all__ = [
     "count_unanswered",
     "effective_ratings",
     "undone_ratings",
+    "RATING_DELIVERY",
+    "UNDO_DELIVERY",
+    "record_deliveries",
     "rating_history",
     "segments_by_id",
     "segment_public_ids",
