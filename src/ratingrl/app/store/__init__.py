@@ -37,12 +37,14 @@ from ratingrl.app.store.pairs import (
 )
 from ratingrl.app.store.projects import (
     ProjectConfig,
+    RaterSummary,
     add_rater,
     add_reference,
     add_segments,
     clip_for,
     count_clips,
     create_project,
+    find_rater,
     get_project,
     hash_token,
     new_public_id,
@@ -52,7 +54,10 @@ from ratingrl.app.store.projects import (
     project_scale,
     rater_for_token,
     rater_names,
+    rater_summaries,
     reference_clips,
+    revoke_rater,
+    rotate_token,
 )
 from ratingrl.app.store.queue import (
     REPEAT_GAP,
@@ -97,6 +102,11 @@ __all__ = [
     "rater_for_token",
     "project_raters",
     "rater_names",
+    "RaterSummary",
+    "find_rater",
+    "revoke_rater",
+    "rotate_token",
+    "rater_summaries",
     "SHOWN_LEASE_S",
     "REPEAT_GAP",
     "SubmitResult",

@@ -1,4 +1,5 @@
-"""Projects, their clips (segments and reference examples) and raters: creating and finding them.
+"""Projects, their clips (segments and reference examples) and raters: creating and finding them,
+and the operator's rater management (list with counts, revoke, new token).
 
 Every function takes the caller's ``Session`` and only adds and flushes: the caller commits the
 whole unit (:func:`ratingrl.app.db.unit_of_work`).
@@ -13,10 +14,20 @@ import secrets
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from ratingrl.app.db import Project, QueueItem, Rater, SegmentRow, array_to_bytes
+from ratingrl.app.db import (
+    PairAnswerRow,
+    PairItem,
+    Project,
+    QueueItem,
+    Rater,
+    RatingRow,
+    RatingStatus,
+    SegmentRow,
+    array_to_bytes,
+)
 from ratingrl.app.errors import AppError, Conflict, NotFound
 from ratingrl.feedback.segments import RatingScale, SegmentSet
 
@@ -38,6 +49,11 @@ __all__ = [
     "rater_for_token",
     "project_raters",
     "rater_names",
+    "RaterSummary",
+    "find_rater",
+    "revoke_rater",
+    "rotate_token",
+    "rater_summaries",
 ]
 
 
@@ -291,3 +307,113 @@ def project_raters(session: Session, project: Project) -> list[Rater]:
 def rater_names(session: Session, project: Project) -> dict[int, str]:
     """``{rater id: name}``: datasets name raters, the ratings table holds their ids."""
     return {r.id: r.name for r in project_raters(session, project)}
+
+
+# -- the operator's rater management -----------------------------------------------------------
+@dataclass(frozen=True)
+class RaterSummary:
+    """One rater as ``ratingrl app raters`` lists them.
+
+    ``ratings``: current ratings (withdrawn ones and hidden repeats not counted, as on the
+    operator page); ``pairs``: current comparison answers; ``skips``: clips and pairs skipped;
+    ``last_active``: Unix time of their latest answer, skip, undo or clip shown (None: never).
+    """
+
+    name: str
+    active: bool
+    ratings: int
+    pairs: int
+    skips: int
+    last_active: float | None
+    created_at: float
+
+
+def find_rater(session: Session, project: Project, name: str) -> Rater:
+    """The project's rater called ``name`` (active or not); NotFound names the project's raters."""
+    rater = session.scalar(
+        select(Rater).where(Rater.project_id == project.id, Rater.name == name.strip())
+    )
+    if rater is None:
+        names = [r.name for r in project_raters(session, project)]
+        raise NotFound(f"no rater named {name!r} in project {project.name!r}; raters: {names}")
+    return rater
+
+
+def revoke_rater(session: Session, project: Project, name: str) -> Rater:
+    """Refuse the rater's token from now on (401); their ratings stay, in stats and exports.
+
+    For a leaked token or a person who should stop: deleting the rater would orphan the
+    ratings that name them. :func:`rotate_token` lets them in again with a new token.
+    """
+    rater = find_rater(session, project, name)
+    rater.active = False
+    session.flush()
+    return rater
+
+
+def rotate_token(session: Session, project: Project, name: str) -> str:
+    """Give the rater a new token and return it (shown once); the old one is refused from now on.
+
+    A revoked rater is active again: after a leak, revoke at once, then rotate when the person
+    should rate again with a token only they hold.
+    """
+    rater = find_rater(session, project, name)
+    token = secrets.token_urlsafe(32)
+    rater.token_hash = hash_token(token)
+    rater.active = True
+    session.flush()
+    return token
+
+
+def _counts(session: Session, rows, answers: type) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
+    """``{rater id: current answers}`` and ``{rater id: (skips, latest answer time)}`` from one
+    append-only answers table (``RatingRow`` or ``PairAnswerRow``); ``rows``: the project's."""
+    latest = select(func.max(answers.id)).where(rows).group_by(answers.item_id)
+    current = select(answers.rater_id, func.count()).where(
+        answers.id.in_(latest), answers.status == RatingStatus.RATED
+    )
+    if answers is RatingRow:  # hidden repeats measure raters; they are not ratings given
+        current = current.where(RatingRow.is_repeat.is_(False))
+    skipped = func.sum(case((answers.status == RatingStatus.SKIPPED, 1), else_=0))
+    history = select(answers.rater_id, skipped, func.max(answers.answered_at)).where(rows)
+    given = dict(session.execute(current.group_by(answers.rater_id)).all())
+    other = {r: (s, t) for r, s, t in session.execute(history.group_by(answers.rater_id)).all()}
+    return given, other
+
+
+def rater_summaries(session: Session, project: Project) -> list[RaterSummary]:
+    """Every rater of the project with what they did, in the order they were added (a few
+    grouped queries, whatever the number of raters)."""
+    ratings, rating_history = _counts(session, RatingRow.project_id == project.id, RatingRow)
+    pairs, pair_history = _counts(session, PairAnswerRow.project_id == project.id, PairAnswerRow)
+    shown: dict[int, float | None] = {}
+    for item in (QueueItem, PairItem):
+        query = (
+            select(item.rater_id, func.max(item.shown_at))
+            .join(Rater, Rater.id == item.rater_id)
+            .where(Rater.project_id == project.id)
+            .group_by(item.rater_id)
+        )
+        for rater_id, when in session.execute(query).all():
+            shown[rater_id] = _latest(when, shown.get(rater_id))
+    out = []
+    for rater in project_raters(session, project):
+        skips_r, answered_r = rating_history.get(rater.id, (0, None))
+        skips_p, answered_p = pair_history.get(rater.id, (0, None))
+        out.append(
+            RaterSummary(
+                name=rater.name,
+                active=bool(rater.active),
+                ratings=int(ratings.get(rater.id, 0)),
+                pairs=int(pairs.get(rater.id, 0)),
+                skips=int(skips_r or 0) + int(skips_p or 0),
+                last_active=_latest(answered_r, answered_p, shown.get(rater.id)),
+                created_at=float(rater.created_at),
+            )
+        )
+    return out
+
+
+def _latest(*times: float | None) -> float | None:
+    known = [float(t) for t in times if t is not None]
+    return max(known) if known else None
