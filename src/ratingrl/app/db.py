@@ -46,6 +46,8 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
+    text,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Engine
@@ -60,6 +62,7 @@ __all__ = [
     "Rater",
     "QueueItem",
     "RatingRow",
+    "QueueCounter",
     "Asks",
     "PairChoice",
     "PairSegmentRow",
@@ -141,6 +144,11 @@ def _now() -> float:
     return time.time()
 
 
+def _open_when_added(context) -> bool:  # type: ignore[no-untyped-def]
+    """A new clip is open unless it is a reference example (those are never queued)."""
+    return context.get_current_parameters().get("reference_level") is None
+
+
 class Project(Base):
     """An environment, a rating scale and how clips are shown and shared between raters."""
 
@@ -166,7 +174,11 @@ class SegmentRow(Base):
     """One clip: the segment's arrays (``.npy`` bytes) and, when known, MuJoCo states to replay.
 
     ``reference_level`` is set for the example clip shown for one level of the scale; reference
-    clips are never queued for rating.
+    clips are never queued for rating. The queue keeps three columns current in the transaction
+    of each answer, lease and undo, so picking a clip reads an index instead of counting:
+    ``rated_count`` (first-time items rated), ``lease_count`` (first-time items shown whose
+    lease runs) and ``queue_open`` (the clip still needs a rater: not a reference, and
+    ``rated_count + lease_count < ratings_per_clip``).
     """
 
     __tablename__ = "segments"
@@ -183,8 +195,16 @@ class SegmentRow(Base):
     source_tag: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reference_level: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
+    rated_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    queue_open: Mapped[bool] = mapped_column(
+        Boolean, default=_open_when_added, server_default=false()
+    )
 
-    __table_args__ = (Index("ix_segments_queue", "project_id", "priority", "id"),)
+    __table_args__ = (
+        Index("ix_segments_queue", "project_id", "priority", "id"),
+        Index("ix_segments_open", "project_id", "queue_open", text("priority DESC"), "id"),
+    )
 
 
 class Rater(Base):
@@ -207,7 +227,9 @@ class QueueItem(Base):
     The public id is random and per rater, so a hidden repeat looks like any other clip and one
     rater cannot address another rater's items. ``status``: pending (a repeat waiting for
     ``due_after`` ratings), shown, rated or skipped. The unique constraint makes two concurrent
-    requests for the next clip of one rater resolve to a single item.
+    requests for the next clip of one rater resolve to a single item. ``lease_until`` is set
+    while a first-time item that is shown holds one of its clip's ``ratings_per_clip`` places
+    (counted in the clip's ``lease_count``); an answer or the lease's end gives the place back.
     """
 
     __tablename__ = "queue_items"
@@ -222,6 +244,7 @@ class QueueItem(Base):
     due_after: Mapped[int] = mapped_column(Integer, default=0)
     shown_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
 
     __table_args__ = (
         UniqueConstraint("rater_id", "segment_id", "is_repeat"),
@@ -245,6 +268,19 @@ class RatingRow(Base):
     shown_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     answered_at: Mapped[float] = mapped_column(Float, default=_now)
     undoes_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"), nullable=True)
+
+
+class QueueCounter(Base):
+    """How many of a project's clips are open (``queue_open``): the sum over its shards.
+
+    Changed by +-1 when a clip opens or closes, in the same transaction; the change goes to the
+    shard of the rater who caused it, so concurrent raters on PostgreSQL rarely wait on one row.
+    """
+
+    __tablename__ = "queue_counters"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    open_clips: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class PairSegmentRow(Base):

@@ -29,6 +29,7 @@ from ratingrl.app.db import (
     array_to_bytes,
 )
 from ratingrl.app.errors import AppError, Conflict, NotFound
+from ratingrl.app.store.slots import clips_added
 from ratingrl.feedback.segments import RatingScale, SegmentSet
 
 __all__ = [
@@ -198,6 +199,7 @@ def add_segments(
         )
     session.add_all(rows)
     session.flush()
+    clips_added(session, project, len(rows))  # they start open: the queue's count of open clips
     return [r.id for r in rows]
 
 

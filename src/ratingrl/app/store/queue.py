@@ -3,7 +3,12 @@
 These are the rules the server, the CLI and the training source share: who sees which clip,
 what a duplicate submission does, when a hidden repeat comes. Functions only add and flush;
 the caller's :func:`ratingrl.app.db.unit_of_work` commits, so a request's changes are durable
-together (the server answers only after that commit) or not at all.
+together (the server answers only after that commit) or not at all. How a clip's places are
+counted, and how a fresh clip is picked without counting, is :mod:`ratingrl.app.store.slots`.
+
+Every hidden repeat that is scheduled is shown: it waits :data:`REPEAT_GAP` ratings after it
+was scheduled, unless the rater's fresh clips run out first -- then it comes at once, so
+``next`` says "nothing left" only when ``progress`` counts nothing queued.
 """
 
 from __future__ import annotations
@@ -12,10 +17,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from ratingrl.app.db import (
     ItemStatus,
@@ -24,10 +28,18 @@ from ratingrl.app.db import (
     Rater,
     RatingRow,
     RatingStatus,
-    SegmentRow,
 )
 from ratingrl.app.errors import AppError, Conflict, NotFound
 from ratingrl.app.store.projects import new_public_id, project_scale
+from ratingrl.app.store.slots import (
+    SHOWN_LEASE_S,
+    Places,
+    lock_rater,
+    open_for,
+    pick_fresh,
+    release_expired,
+    release_lease,
+)
 from ratingrl.feedback.segments import FeedbackError
 
 __all__ = [
@@ -41,10 +53,8 @@ __all__ = [
     "count_unanswered",
 ]
 
-SHOWN_LEASE_S = 600.0
-"""A clip shown to a rater counts towards ``ratings_per_clip`` for this long without an answer."""
 REPEAT_GAP = 3
-"""A hidden repeat is shown at the earliest this many ratings after it was scheduled."""
+"""A hidden repeat comes this many ratings after it was scheduled (or when fresh clips run out)."""
 
 _ANSWERED = (ItemStatus.RATED, ItemStatus.SKIPPED)
 _ITEM_STATUS = {RatingStatus.RATED: ItemStatus.RATED, RatingStatus.SKIPPED: ItemStatus.SKIPPED}
@@ -59,44 +69,17 @@ def _done_count(session: Session, rater: Rater) -> int:
     )
 
 
-def _eligible_segments(project: Project, rater: Rater, now: float):
-    """Select of the segments this rater may be shown next (not yet seen, still needed)."""
-    mine = exists().where(
-        QueueItem.segment_id == SegmentRow.id,
-        QueueItem.rater_id == rater.id,
-        QueueItem.is_repeat.is_(False),
-    )
-    taken = (
-        select(func.count(QueueItem.id))
-        .where(
-            QueueItem.segment_id == SegmentRow.id,
-            QueueItem.is_repeat.is_(False),
-            or_(
-                QueueItem.status == ItemStatus.RATED,
-                and_(
-                    QueueItem.status == ItemStatus.SHOWN,
-                    QueueItem.shown_at > now - SHOWN_LEASE_S,
-                ),
-            ),
-        )
-        .scalar_subquery()
-    )
-    return (
-        SegmentRow.project_id == project.id,
-        SegmentRow.reference_level.is_(None),
-        ~mine,
-        taken < project.ratings_per_clip,
-    )
-
-
-def _first_item(
-    session: Session, rater: Rater, *conditions: ColumnElement[bool]
-) -> QueueItem | None:
-    return session.scalar(
-        select(QueueItem)
-        .where(QueueItem.rater_id == rater.id, *conditions)
-        .order_by(QueueItem.id)
-        .limit(1)
+def _waiting(session: Session, rater: Rater) -> list[QueueItem]:
+    """The rater's items shown and not answered, and pending repeats, oldest first."""
+    return list(
+        session.scalars(
+            select(QueueItem)
+            .where(
+                QueueItem.rater_id == rater.id,
+                QueueItem.status.in_((ItemStatus.SHOWN, ItemStatus.PENDING)),
+            )
+            .order_by(QueueItem.id)
+        ).all()
     )
 
 
@@ -104,48 +87,73 @@ def next_item(session: Session, rater: Rater) -> QueueItem | None:
     """The clip this rater should rate now, creating its queue item; None when nothing is left.
 
     Order: a clip already shown and not answered (a reload shows the same clip), then a hidden
-    repeat that is due, then the highest-priority clip that still needs ratings. Showing a clip
-    is a write (the item, or a repeat's move to ``shown``, with the time that starts its lease):
-    it is flushed here and durable when the caller's unit commits, before the clip is sent.
-    Two requests of one rater racing for a new item meet on a unique constraint; the loser's
-    insert is undone by a savepoint and it takes the winner's item, the rest of its unit intact.
+    repeat that is due, then the highest-priority clip that still needs ratings, then a hidden
+    repeat that is not due yet (fresh clips ran out: shown now rather than never). Showing a
+    clip is a write (the item, or a repeat's move to ``shown``, with the time that starts its
+    lease): it is flushed here and durable when the caller's unit commits, before the clip is
+    sent. Two requests of one rater racing for a new item take turns on the rater's row
+    (PostgreSQL) or on SQLite's write lock; should they still meet on the items' unique
+    constraint, the loser's insert is undone by a savepoint and it takes the winner's item,
+    the rest of its unit intact.
     """
+    lock_rater(session, rater)
+    project = session.get(Project, rater.project_id)
+    places = Places.of(rater)
     for _attempt in range(3):
         now = time.time()
-        item = _first_item(session, rater, QueueItem.status == ItemStatus.SHOWN)
-        if item is not None:
-            return item
-        done = _done_count(session, rater)
-        item = _first_item(
-            session, rater, QueueItem.status == ItemStatus.PENDING, QueueItem.due_after <= done
-        )
-        if item is not None:
+        waiting = _waiting(session, rater)
+        shown = [i for i in waiting if i.status == ItemStatus.SHOWN]
+        pending = [i for i in waiting if i.status == ItemStatus.PENDING]
+        if shown:
+            item = shown[0]
+            break
+        done = _done_count(session, rater) if pending else 0
+        item = next((i for i in pending if i.due_after <= done), None)
+        if item is None:
+            release_expired(session, now, places)
+            try:
+                item = _lease_fresh(session, project, rater, now, places)
+            except _Raced:
+                continue
+        if item is None and pending:  # fresh clips ran out: the repeat comes now, not never
+            item = pending[0]
+        if item is not None and item.status == ItemStatus.PENDING:
             item.status, item.shown_at = ItemStatus.SHOWN, now
             session.flush()
-            return item
-        project = session.get(Project, rater.project_id)
-        segment_id = session.scalar(
-            select(SegmentRow.id)
-            .where(*_eligible_segments(project, rater, now))
-            .order_by(SegmentRow.priority.desc(), SegmentRow.id)
-            .limit(1)
-        )
-        if segment_id is None:
-            return None
-        item = QueueItem(
-            public_id=new_public_id(),
-            rater_id=rater.id,
-            segment_id=segment_id,
-            status=ItemStatus.SHOWN,
-            shown_at=now,
-        )
-        try:
-            with session.begin_nested():
-                session.add(item)
-            return item
-        except IntegrityError:  # the same rater asked twice at once: take the other's item
-            continue
-    raise Conflict("could not pick a clip; try again")
+        break
+    else:
+        raise Conflict("could not pick a clip; try again")
+    places.settle(session)
+    return item
+
+
+class _Raced(Exception):
+    """Another request of the same rater inserted the item first."""
+
+
+def _lease_fresh(
+    session: Session, project: Project, rater: Rater, now: float, places: Places
+) -> QueueItem | None:
+    """A new item for the best fresh clip, holding one of its places for the lease; or None."""
+    segment_id = pick_fresh(session, project, rater)
+    if segment_id is None:
+        return None
+    item = QueueItem(
+        public_id=new_public_id(),
+        rater_id=rater.id,
+        segment_id=segment_id,
+        status=ItemStatus.SHOWN,
+        shown_at=now,
+        lease_until=now + SHOWN_LEASE_S,
+    )
+    try:
+        with session.begin_nested():
+            session.add(item)
+            session.flush()
+            places.change(session, segment_id, project.ratings_per_clip, leased=1)
+    except IntegrityError:  # the same rater asked twice at once: take the other's item
+        raise _Raced from None
+    return item
 
 
 def _item_for(session: Session, rater: Rater, clip_id: str) -> QueueItem:
@@ -212,6 +220,7 @@ def submit(
     """
     project = session.get(Project, rater.project_id)
     _check_answer(project, value, skip)
+    lock_rater(session, rater)
     item = _item_for(session, rater, clip_id)
     status = RatingStatus.SKIPPED if skip else RatingStatus.RATED
     now = time.time()
@@ -222,6 +231,12 @@ def submit(
     ).rowcount
     if not won:
         return _answered_already(session, item, clip_id, status, value)
+    places = Places.of(rater)
+    if not item.is_repeat:  # a first-time item: its place is kept (rated) or given back
+        rated = int(status == RatingStatus.RATED)
+        leased = -int(release_lease(session, item.id))
+        if rated or leased:
+            places.change(session, item.segment_id, project.ratings_per_clip, rated, leased)
     row = RatingRow(
         project_id=project.id,
         item_id=item.id,
@@ -238,25 +253,30 @@ def submit(
     if status == RatingStatus.RATED and not item.is_repeat:
         _maybe_schedule_repeat(session, project, rater)
     session.flush()
+    places.settle(session)
     return SubmitResult(row.id, True)
 
 
 def _maybe_schedule_repeat(session: Session, project: Project, rater: Rater) -> None:
-    """Every ``repeat_every`` new ratings, queue one clip this rater rated before, hidden."""
+    """Every ``repeat_every`` new ratings, queue one clip this rater rated before, hidden.
+
+    The clip is drawn among those rated before the last :data:`REPEAT_GAP` (when there are
+    any), so even a repeat shown early, because fresh clips ran out, is not the clip just seen.
+    """
     if project.repeat_every <= 0:
         return
-    rated = session.scalars(
-        select(QueueItem.segment_id)
-        .where(
-            QueueItem.rater_id == rater.id,
-            QueueItem.is_repeat.is_(False),
-            QueueItem.status == ItemStatus.RATED,
-        )
-        .order_by(QueueItem.id)
-    ).all()
-    n = len(rated)  # includes the item being rated now (the UPDATE above already ran)
+    first_time_rated = (
+        QueueItem.rater_id == rater.id,
+        QueueItem.is_repeat.is_(False),
+        QueueItem.status == ItemStatus.RATED,
+    )
+    # includes the item being rated now (the UPDATE above already ran)
+    n = session.scalar(select(func.count(QueueItem.id)).where(*first_time_rated))
     if n % project.repeat_every:
         return
+    rated = session.scalars(
+        select(QueueItem.segment_id).where(*first_time_rated).order_by(QueueItem.id)
+    ).all()
     repeated = set(
         session.scalars(
             select(QueueItem.segment_id).where(
@@ -264,7 +284,8 @@ def _maybe_schedule_repeat(session: Session, project: Project, rater: Rater) -> 
             )
         ).all()
     )
-    candidates = [s for s in rated if s not in repeated]
+    older = [s for s in rated[:-REPEAT_GAP] if s not in repeated]
+    candidates = older or [s for s in rated if s not in repeated]
     if not candidates:
         return
     rng = np.random.default_rng([rater.id, n])
@@ -294,7 +315,12 @@ def _undo_target(session: Session, rater: Rater) -> RatingRow | None:
 
 
 def undo_last(session: Session, rater: Rater) -> QueueItem | None:
-    """Withdraw the rater's latest answer (append an ``undone`` row) and show that clip again."""
+    """Withdraw the rater's latest answer (append an ``undone`` row) and show that clip again.
+
+    The clip is shown anew: a first-time item takes a place for a new lease (and gives back
+    the one its rating kept), even if others filled the clip meanwhile.
+    """
+    lock_rater(session, rater)
     target = _undo_target(session, rater)
     if target is None:
         return None
@@ -306,10 +332,19 @@ def undo_last(session: Session, rater: Rater) -> QueueItem | None:
     won = session.execute(
         update(QueueItem)
         .where(QueueItem.id == item.id, QueueItem.status == _ITEM_STATUS[target.status])
-        .values(status=ItemStatus.SHOWN, shown_at=now)
+        .values(
+            status=ItemStatus.SHOWN,
+            shown_at=now,
+            lease_until=None if item.is_repeat else now + SHOWN_LEASE_S,
+        )
     ).rowcount
     if not won:  # a concurrent undo got there first; nothing was written here
         return None
+    places = Places.of(rater)
+    if not item.is_repeat:
+        rated = -int(target.status == RatingStatus.RATED)
+        project = session.get(Project, rater.project_id)
+        places.change(session, item.segment_id, project.ratings_per_clip, rated, leased=1)
     session.add(
         RatingRow(
             project_id=target.project_id,
@@ -326,24 +361,32 @@ def undo_last(session: Session, rater: Rater) -> QueueItem | None:
         )
     )
     session.flush()
+    places.settle(session)
     session.refresh(item)
     return item
 
 
 def progress(session: Session, rater: Rater) -> dict[str, int]:
-    """``rated`` (answered by this rater) and ``queued`` (still to show them, as of now)."""
+    """``rated`` (answered by this rater) and ``queued`` (still to show them, as of now).
+
+    ``queued`` counts the rater's shown and pending items and the open clips they have not
+    seen: what :func:`next_item` would go on to give, so it is 0 exactly when ``next_item``
+    returns None. Leases that ran out are given back first (a write, like ``next_item``).
+    """
     project = session.get(Project, rater.project_id)
-    done = _done_count(session, rater)
-    waiting = session.scalar(
-        select(func.count(QueueItem.id)).where(
-            QueueItem.rater_id == rater.id,
-            QueueItem.status.in_((ItemStatus.SHOWN, ItemStatus.PENDING)),
-        )
+    places = Places.of(rater)
+    release_expired(session, time.time(), places)
+    places.settle(session)
+    counts = dict(
+        session.execute(
+            select(QueueItem.status, func.count(QueueItem.id))
+            .where(QueueItem.rater_id == rater.id)
+            .group_by(QueueItem.status)
+        ).all()
     )
-    fresh = session.scalar(
-        select(func.count(SegmentRow.id)).where(*_eligible_segments(project, rater, time.time()))
-    )
-    return {"rated": int(done), "queued": int(waiting + fresh)}
+    done = sum(counts.get(status, 0) for status in _ANSWERED)
+    waiting = counts.get(ItemStatus.SHOWN, 0) + counts.get(ItemStatus.PENDING, 0)
+    return {"rated": int(done), "queued": int(waiting + open_for(session, project, rater))}
 
 
 def count_unanswered(session: Session, project: Project) -> int:
