@@ -205,7 +205,7 @@ def _clip_spec(session: Session, key: str, reference: bool) -> ClipSpec | None:
         return None
     segment, project = found
     return ClipSpec(
-        key=segment.public_id,
+        key=key,  # a rater's clip: the item's own variant (a repeat looks like any clip)
         env_id=project.env_id,
         obs=bytes_to_array(segment.obs),
         acts=bytes_to_array(segment.acts),
@@ -213,6 +213,7 @@ def _clip_spec(session: Session, key: str, reference: bool) -> ClipSpec | None:
         width=project.width,
         height=project.height,
         fps=project.fps,
+        variant=not reference,
     )
 
 
