@@ -1,4 +1,5 @@
-"""Rater management: list raters with what they did, revoke a token, give a new one.
+"""Rater management: list raters with what they did, revoke a token, give a new one; and the
+operator's token, which ``ratingrl serve`` takes from a file or the environment, never argv.
 
 A leaked token must stop working at once (401 on the next request, the server keeps running),
 while the ratings given with it stay; a rotated token replaces the old one.
@@ -6,8 +7,17 @@ while the ratings given with it stay; a rotated token replaces the old one.
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -16,6 +26,7 @@ from ratingrl.app import store
 from ratingrl.app.demo import DemoSpec, seed_demo, synthetic_segments
 from ratingrl.app.schema import open_database
 from ratingrl.app.server import create_app
+from ratingrl.cli import app as ratingrl_cli
 from ratingrl.cli.app import app_cli
 
 OPERATOR = "operator-secret-token"
@@ -130,3 +141,92 @@ def test_the_rater_list_counts_what_each_rater_did(app):
     assert rows["alice"][4] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a.last_active))
     assert rows["bob"] == ["yes", "0", "0", "0", "-"]
     assert list(rows) == ["alice", "bob"]  # in the order they were added
+
+
+# -- the operator token ------------------------------------------------------------------------
+def _serve(tmp_path: Path, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """``ratingrl serve`` on a free loopback port, answering /healthz; ``.port`` is set."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ratingrl = shutil.which("ratingrl", path=str(Path(sys.executable).parent)) or "ratingrl"
+    command = [ratingrl, "serve", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--port", str(port)]
+    command += ["--clip-dir", str(tmp_path / "clips"), *args]
+    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    server.port = port  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.kill()
+    raise AssertionError(f"ratingrl serve did not start: {server.communicate()[1]}")
+
+
+def _command_lines(pid: int) -> list[str]:
+    """The command lines of ``pid`` and its descendants, as ``ps`` shows them to anyone."""
+    children = {pid}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) in children:  # fields[1] is the parent's pid
+            children.add(int(stat.parent.name))
+    lines = []
+    for child in children:
+        try:
+            lines.append((Path("/proc") / str(child) / "cmdline").read_bytes().decode())
+        except OSError:
+            continue
+    return lines
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_operator_token_comes_from_a_file_or_the_environment_never_argv(tmp_path):
+    token = f"op-{secrets.token_hex(16)}"
+    env = {k: v for k, v in os.environ.items() if k != "RATINGRL_OPERATOR_TOKEN"}
+    file = tmp_path / "operator-token"
+    file.write_text(token + "\n")
+    file.chmod(0o600)
+    for args, environ in (
+        (["--operator-token-file", str(file)], env),
+        ([], {**env, "RATINGRL_OPERATOR_TOKEN": token}),
+    ):
+        server = _serve(tmp_path, args, environ)
+        try:
+            stats = f"http://127.0.0.1:{server.port}/api/operator/stats"
+            assert httpx.get(stats, headers=_auth(token)).status_code == 200
+            assert httpx.get(stats, headers=_auth(token[:-1] + "x")).status_code == 401
+            lines = _command_lines(server.pid)
+            assert lines and any("serve" in line for line in lines)
+            assert not any(token in line for line in lines)
+            ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            assert token not in ps
+        finally:
+            server.send_signal(signal.SIGTERM)
+            _, stderr = server.communicate(timeout=30)
+        assert token not in stderr  # a given token is not echoed either
+
+
+def test_a_token_on_the_command_line_or_a_bad_token_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("RATINGRL_OPERATOR_TOKEN", raising=False)
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    runner = CliRunner()
+    argv = runner.invoke(ratingrl_cli, ["serve", "--db", db, "--operator-token", "secret-12345"])
+    assert argv.exit_code == 2 and "--operator-token-file" in argv.output
+    missing = runner.invoke(ratingrl_cli, ["serve", "--db", db, "--operator-token-file", "nope"])
+    assert missing.exit_code == 2 and "cannot read it" in missing.output
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    refused = runner.invoke(
+        ratingrl_cli, ["serve", "--db", db, "--operator-token-file", str(short)]
+    )
+    assert refused.exit_code == 2 and "at least 8 characters" in refused.output
+    monkeypatch.setenv("RATINGRL_OPERATOR_TOKEN", "abc")
+    from_env = runner.invoke(ratingrl_cli, ["serve", "--db", db])
+    assert from_env.exit_code == 2 and "RATINGRL_OPERATOR_TOKEN" in from_env.output
+    assert not (tmp_path / "r.db").exists()  # refused before the database was touched

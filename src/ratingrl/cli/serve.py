@@ -3,6 +3,10 @@
     ratingrl serve --db sqlite:///ratings.db      # 127.0.0.1:8000 unless --host is given
     ratingrl serve --db postgresql+psycopg://... --workers 2
 
+The operator page's token comes from ``--operator-token-file PATH`` or
+``$RATINGRL_OPERATOR_TOKEN`` (else a new one is printed), never from the command line, where
+``ps`` shows it to every user of the machine.
+
 SQLite is served by one process (one writer at a time; the server queues writes on one
 thread); PostgreSQL by ``--workers`` processes. Each worker builds the app with
 :func:`ratingrl.app.server.app_from_environment` from variables this command sets, so the
@@ -23,7 +27,41 @@ import typer
 from ratingrl.cli.app import DEFAULT_DB, DbOpt
 from ratingrl.cli.common import fail
 
-__all__ = ["serve_command"]
+__all__ = ["serve_command", "OPERATOR_TOKEN_ENV"]
+
+OPERATOR_TOKEN_ENV = "RATINGRL_OPERATOR_TOKEN"
+
+
+def _token_from_file(path: Path) -> str:
+    """The operator token in ``path`` (surrounding whitespace and the final newline dropped)."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+        mode = path.stat().st_mode
+    except (OSError, UnicodeDecodeError) as err:
+        raise fail(f"--operator-token-file {str(path)!r}: cannot read it ({err})") from None
+    if len(token) < 8 or any(c.isspace() for c in token):
+        raise fail(
+            f"--operator-token-file {str(path)!r} must hold one token of at least 8 characters "
+            "without spaces"
+        )
+    if mode & 0o077:
+        typer.echo(f"warning: {path} is readable by other users (chmod 600 {path})", err=True)
+    return token
+
+
+def _operator_token(path: Path | None, on_command_line: str | None) -> str | None:
+    """The operator token from the file, else the environment; None: make a new one."""
+    if on_command_line is not None:
+        raise fail(
+            "--operator-token would show the token to every user of the machine (ps): put it in "
+            f"a file (--operator-token-file PATH) or in ${OPERATOR_TOKEN_ENV}"
+        )
+    if path is not None:
+        return _token_from_file(path)
+    token = os.environ.get(OPERATOR_TOKEN_ENV, "").strip()
+    if token and len(token) < 8:
+        raise fail(f"${OPERATOR_TOKEN_ENV} must be at least 8 characters, got {len(token)}")
+    return token or None
 
 
 def serve_command(
@@ -33,12 +71,15 @@ def serve_command(
         str, typer.Option(help="interface to listen on (another host only when asked)")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    operator_token: Annotated[
-        str | None,
+    operator_token_file: Annotated[
+        Path | None,
         typer.Option(
-            help="token of the operator page (default: $RATINGRL_OPERATOR_TOKEN or a new one)",
-            envvar="RATINGRL_OPERATOR_TOKEN",
+            help="file holding the operator page's token (default: $RATINGRL_OPERATOR_TOKEN, "
+            "else a new token is printed)"
         ),
+    ] = None,
+    operator_token: Annotated[
+        str | None, typer.Option(hidden=True, help="refused: the command line is public")
     ] = None,
     workers: Annotated[
         int, typer.Option(help="server processes (more than 1 needs PostgreSQL)")
@@ -73,14 +114,15 @@ def serve_command(
             f"--workers {workers} needs PostgreSQL: SQLite takes one writer at a time, so it is "
             "served by one process (drop --workers, or use a postgresql+psycopg:// --db)"
         )
+    given = _operator_token(operator_token_file, operator_token)  # before touching the database
     try:
         upgrade = upgrade_database(db)
     except AppError as err:
         raise fail(str(err)) from None
     if upgrade.message:
         typer.echo(upgrade.message, err=True)
-    token = operator_token or secrets.token_urlsafe(24)
-    if not operator_token:
+    token = given or secrets.token_urlsafe(24)
+    if given is None:
         typer.echo(f"operator page: http://{host}:{port}/operator#token={token}", err=True)
     os.environ.setdefault("MUJOCO_GL", "egl")
     # the worker processes (and the one process of --workers 1) read these: no secret in argv
