@@ -1,5 +1,6 @@
 """The comparison API and page: an ``APIRouter`` that :func:`ratingrl.app.server.create_app`
-includes, on the server's own authentication, units of work and error handlers.
+includes, on the server's own token check, bounded units of work (:mod:`ratingrl.app.services`:
+a request the server cannot start soon is answered 503) and error handlers.
 
 Raters send ``Authorization: Bearer <token>`` as for ratings:
 
@@ -25,6 +26,7 @@ Page: ``/pairs`` (open ``/pairs#token=...``, or follow the rating page's link).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, JSONResponse
@@ -32,13 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from sqlalchemy.orm import Session
 
 from ratingrl.app import store
-from ratingrl.app.db import PairItem, PairSegmentRow, Project, Rater, bytes_to_array
+from ratingrl.app.db import PairItem, Rater, bytes_to_array
 from ratingrl.app.render import ClipSpec, RenderError
-from ratingrl.app.server import STATIC_DIR, Creds, Services, _rater_unit
+from ratingrl.app.services import Creds, Services, rater_call
 
 __all__ = ["router"]
 
 router = APIRouter()
+STATIC_DIR = Path(__file__).parent / "static"
 _PAIR_CLIP = re.compile(r"^([0-9a-f]{32})-(left|right)\.mp4$")
 
 
@@ -65,42 +68,52 @@ def _pair_payload(session: Session, rater: Rater, item: PairItem | None) -> dict
     }
 
 
+def _asks(session: Session, rater: Rater) -> dict:
+    project = store.project_of(session, rater)
+    return {"asks": str(store.project_asks(project)), "project": project.name, "rater": rater.name}
+
+
+def _next(session: Session, rater: Rater) -> dict:
+    return _pair_payload(session, rater, store.next_pair(session, rater))
+
+
+def _undo(session: Session, rater: Rater) -> dict:
+    item = store.undo_last_pair(session, rater)
+    return {**_pair_payload(session, rater, item), "undone": item is not None}
+
+
 @router.get("/api/asks")
-def api_asks(services: Services, creds: Creds) -> dict:
-    with _rater_unit(services, creds) as (session, rater):
-        project = store.project_of(session, rater)
-        return {
-            "asks": str(store.project_asks(project)),
-            "project": project.name,
-            "rater": rater.name,
-        }
+async def api_asks(services: Services, creds: Creds) -> JSONResponse:
+    return JSONResponse(await rater_call(services, creds, _asks, write=False))
 
 
 @router.get("/api/pairs/next")
-def api_next_pair(services: Services, creds: Creds) -> dict:
-    with _rater_unit(services, creds) as (session, rater):
-        return _pair_payload(session, rater, store.next_pair(session, rater))
+async def api_next_pair(services: Services, creds: Creds) -> JSONResponse:
+    return JSONResponse(await rater_call(services, creds, _next))
 
 
 @router.post("/api/pairs/answers", status_code=201)
-def api_answer_pair(body: PairAnswerIn, services: Services, creds: Creds) -> JSONResponse:
-    with _rater_unit(services, creds) as (session, rater):
-        result = store.answer_pair(session, rater, body.pair_id, body.choice, skip=body.skip)
+async def api_answer_pair(body: PairAnswerIn, services: Services, creds: Creds) -> JSONResponse:
+    result = await rater_call(
+        services, creds, store.answer_pair, body.pair_id, body.choice, body.skip
+    )
     # the unit has committed: only now is the answer acknowledged
     payload = {"answer_id": result.answer_id, "created": result.created}
     return JSONResponse(payload, status_code=201 if result.created else 200)
 
 
 @router.post("/api/pairs/undo")
-def api_undo_pair(services: Services, creds: Creds) -> dict:
-    with _rater_unit(services, creds) as (session, rater):
-        item = store.undo_last_pair(session, rater)
-        return {**_pair_payload(session, rater, item), "undone": item is not None}
+async def api_undo_pair(services: Services, creds: Creds) -> JSONResponse:
+    return JSONResponse(await rater_call(services, creds, _undo))
 
 
-def _clip_spec(segment: PairSegmentRow, project: Project) -> ClipSpec:
+def _clip_spec(session: Session, item_public_id: str, side: str) -> ClipSpec | None:
+    found = store.pair_clip_for(session, item_public_id, side)
+    if found is None:
+        return None
+    segment, project = found
     return ClipSpec(
-        key=segment.public_id,
+        key=segment.public_id,  # one file per clip, whichever pairs and raters show it
         env_id=project.env_id,
         obs=bytes_to_array(segment.obs),
         acts=bytes_to_array(segment.acts),
@@ -112,17 +125,15 @@ def _clip_spec(segment: PairSegmentRow, project: Project) -> ClipSpec:
 
 
 @router.get("/pair-clips/{name}")
-def pair_clip(name: str, services: Services) -> FileResponse:
+async def pair_clip(name: str, services: Services) -> FileResponse:
     match = _PAIR_CLIP.match(name)
     if not match:
         raise HTTPException(404, "no such clip")
-    with services.database.unit() as session:  # never held while a clip renders
-        found = store.pair_clip_for(session, match.group(1), match.group(2))
-        spec = None if found is None else _clip_spec(*found)
+    spec = await services.read(_clip_spec, match.group(1), match.group(2))
     if spec is None:
         raise HTTPException(404, "no such clip")
-    try:
-        path = services.cache.get(spec)
+    try:  # no transaction is open while a clip renders
+        path = await services.renders.run(services.cache.get, spec)
     except RenderError as err:
         raise HTTPException(500, f"could not render clip: {err}") from None
     return FileResponse(
@@ -131,5 +142,5 @@ def pair_clip(name: str, services: Services) -> FileResponse:
 
 
 @router.get("/pairs", include_in_schema=False)
-def pairs_page() -> FileResponse:
+async def pairs_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "pairs.html")
