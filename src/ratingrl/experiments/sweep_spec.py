@@ -41,7 +41,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SpecError", "SweepSpec", "Trial", "load_spec", "spec_from_dict", "fidelity_config"]
+__all__ = [
+    "SpecError",
+    "SweepSpec",
+    "Trial",
+    "load_spec",
+    "spec_from_dict",
+    "fidelity_config",
+    "read_toml",
+]
 
 KINDS = ("policy", "fidelity")
 FIDELITY_JOB = {"method": "r4", "ratings": 1000, "classes": 4, "noise": 0.0}
@@ -136,16 +144,23 @@ class SweepSpec:
 
 def load_spec(path: str | Path) -> SweepSpec:
     """Read a sweep file (TOML); ``name`` defaults to the file's name without ``.toml``."""
-    import tomllib
-
     path = Path(path)
+    return spec_from_dict(read_toml(path, "sweep file"), default_name=path.stem)
+
+
+def read_toml(path: str | Path, what: str) -> dict:
+    """A TOML file's tables; a one-line :class:`SpecError` naming the file otherwise.
+    (``tomllib`` from Python 3.11, its backport ``tomli`` before.)"""
     try:
-        data = tomllib.loads(path.read_text())
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(Path(path).read_text())
     except OSError as err:
-        raise SpecError(f"cannot read the sweep file {path}: {err}") from None
+        raise SpecError(f"cannot read the {what} {path}: {err}") from None
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path} is not valid TOML: {err}") from None
-    return spec_from_dict(data, default_name=path.stem)
 
 
 def spec_from_dict(data: Mapping[str, Any], default_name: str = "sweep") -> SweepSpec:
