@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from ratingrl.cli import bench, data, demo, train
+from ratingrl.cli import bench, data, demo, sweep, train
 from ratingrl.cli.app import app_cli
 from ratingrl.cli.serve import serve_command
 
@@ -33,3 +33,4 @@ app.command()(bench.plot)
 app.command("serve")(serve_command)
 app.add_typer(app_cli, name="app")
 app.command()(demo.demo)
+sweep.register(app)  # ratingrl sweep | results | report (ratingrl.cli.sweep)
