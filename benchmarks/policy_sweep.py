@@ -11,6 +11,12 @@ skipped, so the script can be stopped and started again at no cost.
 
 The tracks (environments and run-config overrides) are in ``ratingrl.experiments.tracks``.
 
+Superseded by ``ratingrl sweep examples/sweeps/<track>.toml`` (the same tracks on Ray, on one
+machine or a cluster, into a results store that ``ratingrl results`` queries and ``ratingrl
+report`` turns into tables with intervals). This script stays for the runs it already made: the
+JSON reports and figures cited in docs/benchmarks.md came from it, and its run folders
+(``runs/policy_sweep/<track>/...``) resume with it.
+
 Policy recovery = true return of a method / the oracle's, same seed and same env steps (final
 evaluation; also the mean over the learning curve, and at the last evaluation both runs reached,
 by which a stopped or still-running run is compared). Overhead = env steps per CPU second of the
