@@ -73,17 +73,23 @@ def assert_counters_match_items(run_sql, db: str) -> None:
     """Every clip's counters, and each project's open count, as the items say they must be."""
     rows = run_sql(
         db,
-        "SELECT s.id, s.rated_count, s.lease_count, s.queue_open, s.reference_level, "
-        "p.ratings_per_clip, "
+        "SELECT s.id, s.reference_level, c.segment_id, c.rated_count, c.lease_count, c.is_open, "
+        "p.ratings_per_clip, c.priority = s.priority, c.project_id = s.project_id, "
         "(SELECT count(*) FROM queue_items q WHERE q.segment_id = s.id AND q.is_repeat = false "
         "  AND q.status = 'rated'), "
         "(SELECT count(*) FROM queue_items q WHERE q.segment_id = s.id "
         "  AND q.lease_until IS NOT NULL) "
-        "FROM segments s JOIN projects p ON p.id = s.project_id",
+        "FROM segments s JOIN projects p ON p.id = s.project_id "
+        "LEFT JOIN clip_slots c ON c.segment_id = s.id",
     )
-    for segment, rated, leased, is_open, reference, per_clip, n_rated, n_leased in rows:
-        assert (rated, leased) == (n_rated, n_leased), segment
-        assert bool(is_open) == (reference is None and rated + leased < per_clip), segment
+    assert rows
+    for segment, reference, slot, rated, leased, is_open, per_clip, *same, n_rated, n_leased in (
+        rows
+    ):
+        assert (slot is None) == (reference is not None), segment  # every queued clip has one
+        if slot is not None:
+            assert all(same) and (rated, leased) == (n_rated, n_leased), segment
+            assert bool(is_open) == (rated + leased < per_clip), segment
     # a lease belongs only to a first-time item that is shown
     stray = "SELECT count(*) FROM queue_items WHERE lease_until IS NOT NULL AND " + (
         "(status <> 'shown' OR is_repeat = true)"
@@ -93,7 +99,7 @@ def assert_counters_match_items(run_sql, db: str) -> None:
         db,
         "SELECT p.id, (SELECT coalesce(sum(c.open_clips), 0) FROM queue_counters c "
         "  WHERE c.project_id = p.id), "
-        "(SELECT count(*) FROM segments s WHERE s.project_id = p.id AND s.queue_open = true) "
+        "(SELECT count(*) FROM clip_slots s WHERE s.project_id = p.id AND s.is_open = true) "
         "FROM projects p",
     )
     assert all(int(total) == int(n) for _p, total, n in counted), counted
@@ -196,7 +202,7 @@ def test_skip_gives_the_place_back_and_undo_takes_it_again(app, run_sql, db_url)
     assert undone["undone"] and undone["clip_id"] == first
     assert undone["progress"] == {"rated": 0, "queued": 1}
     assert_counters_match_items(run_sql, db_url)
-    (row,) = run_sql(db_url, "SELECT lease_count, queue_open FROM segments WHERE lease_count > 0")
+    (row,) = run_sql(db_url, "SELECT lease_count, is_open FROM clip_slots WHERE lease_count > 0")
     assert row[0] == 2 and not row[1]  # shown to both again: over its one place, closed
     _answer(client, raters["ann"], first, rating=1)
     undone = client.post("/api/undo", headers=raters["ann"]).json()  # a rating, withdrawn
@@ -273,7 +279,7 @@ def _history(db_url: str) -> None:
 @pytest.mark.parametrize("older", ["0003", BASELINE_REVISION])
 def test_an_upgrade_computes_the_counters_of_an_existing_database(db_url, run_sql, older):
     _history(db_url)
-    counters = "SELECT id, rated_count, lease_count, queue_open FROM segments ORDER BY id"
+    counters = "SELECT * FROM clip_slots ORDER BY segment_id"
     items = "SELECT id, status, lease_until FROM queue_items ORDER BY id"
     kept = run_sql(db_url, counters), run_sql(db_url, items)
     assert_counters_match_items(run_sql, db_url)

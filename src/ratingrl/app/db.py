@@ -7,7 +7,9 @@ history a rater produced is always there and export picks, per queue item, the l
 Comparisons have four tables of their own, kept apart so the rating queue never shows a pair's
 clip: pair segments, pairs (what training asked), pair items (a pair shown to one rater) and the
 append-only pair answers, whose rows follow the same rules as ratings. ``deliveries`` records
-which rows each training source has been handed (see :class:`Delivery`).
+which rows each training source has been handed (see :class:`Delivery`). The rating queue keeps
+its bookkeeping in two more, so that picking a clip never counts: ``clip_slots`` (each queued
+clip's places taken, :class:`ClipSlot`) and ``queue_counters`` (open clips per project).
 
 SQLite is the default (one file, no server): it runs in WAL mode with ``synchronous=FULL`` so a
 rating acknowledged to a rater survives a crash of the server process *and* of the machine. A
@@ -46,7 +48,6 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    false,
     text,
 )
 from sqlalchemy import Enum as SAEnum
@@ -62,6 +63,7 @@ __all__ = [
     "Rater",
     "QueueItem",
     "RatingRow",
+    "ClipSlot",
     "QueueCounter",
     "Asks",
     "PairChoice",
@@ -144,11 +146,6 @@ def _now() -> float:
     return time.time()
 
 
-def _open_when_added(context) -> bool:  # type: ignore[no-untyped-def]
-    """A new clip is open unless it is a reference example (those are never queued)."""
-    return context.get_current_parameters().get("reference_level") is None
-
-
 class Project(Base):
     """An environment, a rating scale and how clips are shown and shared between raters."""
 
@@ -174,11 +171,7 @@ class SegmentRow(Base):
     """One clip: the segment's arrays (``.npy`` bytes) and, when known, MuJoCo states to replay.
 
     ``reference_level`` is set for the example clip shown for one level of the scale; reference
-    clips are never queued for rating. The queue keeps three columns current in the transaction
-    of each answer, lease and undo, so picking a clip reads an index instead of counting:
-    ``rated_count`` (first-time items rated), ``lease_count`` (first-time items shown whose
-    lease runs) and ``queue_open`` (the clip still needs a rater: not a reference, and
-    ``rated_count + lease_count < ratings_per_clip``).
+    clips are never queued for rating. A queued clip has a :class:`ClipSlot` row.
     """
 
     __tablename__ = "segments"
@@ -195,16 +188,8 @@ class SegmentRow(Base):
     source_tag: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reference_level: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
-    rated_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    lease_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    queue_open: Mapped[bool] = mapped_column(
-        Boolean, default=_open_when_added, server_default=false()
-    )
 
-    __table_args__ = (
-        Index("ix_segments_queue", "project_id", "priority", "id"),
-        Index("ix_segments_open", "project_id", "queue_open", text("priority DESC"), "id"),
-    )
+    __table_args__ = (Index("ix_segments_queue", "project_id", "priority", "id"),)
 
 
 class Rater(Base):
@@ -229,7 +214,8 @@ class QueueItem(Base):
     ``due_after`` ratings), shown, rated or skipped. The unique constraint makes two concurrent
     requests for the next clip of one rater resolve to a single item. ``lease_until`` is set
     while a first-time item that is shown holds one of its clip's ``ratings_per_clip`` places
-    (counted in the clip's ``lease_count``); an answer or the lease's end gives the place back.
+    (counted in its :class:`ClipSlot`'s ``lease_count``); an answer or the lease's end gives the
+    place back.
     """
 
     __tablename__ = "queue_items"
@@ -270,8 +256,31 @@ class RatingRow(Base):
     undoes_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"), nullable=True)
 
 
+class ClipSlot(Base):
+    """A queued clip's places, kept current in the transaction of each lease, answer and undo.
+
+    ``rated_count`` (first-time items rated) and ``lease_count`` (first-time items shown whose
+    lease runs) take the clip's ``ratings_per_clip`` places; ``is_open`` says one is left. With
+    the clip's priority in the same narrow row, picking a rater's next clip is a range scan of
+    ``ix_clip_slots_open`` rather than a count over every clip, and a lease or an answer rewrites
+    a few numbers, not the clip's arrays. Reference examples have no slot row.
+    """
+
+    __tablename__ = "clip_slots"
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    priority: Mapped[float] = mapped_column(Float)
+    rated_count: Mapped[int] = mapped_column(Integer, default=0)
+    lease_count: Mapped[int] = mapped_column(Integer, default=0)
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (
+        Index("ix_clip_slots_open", "project_id", "is_open", text("priority DESC"), "segment_id"),
+    )
+
+
 class QueueCounter(Base):
-    """How many of a project's clips are open (``queue_open``): the sum over its shards.
+    """How many of a project's clips are open (:class:`ClipSlot`): the sum over its shards.
 
     Changed by +-1 when a clip opens or closes, in the same transaction; the change goes to the
     shard of the rater who caused it, so concurrent raters on PostgreSQL rarely wait on one row.

@@ -199,7 +199,7 @@ def add_segments(
         )
     session.add_all(rows)
     session.flush()
-    clips_added(session, project, len(rows))  # they start open: the queue's count of open clips
+    clips_added(session, project, rows)  # each gets its slots in the rating queue
     return [r.id for r in rows]
 
 

@@ -3,11 +3,12 @@
 A clip has ``ratings_per_clip`` places. A first-time item takes one while it is shown, for
 :data:`SHOWN_LEASE_S` (its lease), and keeps it once rated; a skip, an undo of a rating or the
 end of a lease gives it back. Instead of counting items for every clip at every request, each
-clip carries ``rated_count``, ``lease_count`` and ``queue_open``, changed in the transaction
-that takes or gives back a place, and ``queue_counters`` holds how many clips each project has
-open. So picking a rater's next clip is a scan of the open-clips index in priority order that
-skips the clips this rater has seen (one probe of their own items each), and counting what is
-left for them reads the counters and their own items: neither grows with the project.
+queued clip has a :class:`~ratingrl.app.db.ClipSlot` row (``rated_count``, ``lease_count``,
+``is_open``, its priority), changed in the transaction that takes or gives back a place, and
+``queue_counters`` holds how many clips each project has open. So picking a rater's next clip
+is a scan of the open-slots index in priority order that skips the clips this rater has seen
+(one probe of their own items each), and counting what is left for them reads the counters and
+their own items: neither grows with the project.
 
 A lease that has run out is given back lazily, by the next request that picks a clip or counts
 what is left (:func:`release_expired`), through the index on ``lease_until``.
@@ -23,11 +24,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ratingrl.app.db import Project, QueueCounter, QueueItem, Rater, SegmentRow
+from ratingrl.app.db import ClipSlot, Project, QueueCounter, QueueItem, Rater, SegmentRow
 
 __all__ = [
     "SHOWN_LEASE_S",
@@ -83,24 +84,20 @@ class Places:
     ) -> None:
         """Add ``rated`` / ``leased`` to a clip's counts and note whether it opened or closed."""
         after = session.execute(
-            update(SegmentRow)
-            .where(SegmentRow.id == segment_id)
+            update(ClipSlot)
+            .where(ClipSlot.segment_id == segment_id)
             .values(
-                rated_count=SegmentRow.rated_count + rated,
-                lease_count=SegmentRow.lease_count + leased,
-                queue_open=SegmentRow.rated_count + rated + SegmentRow.lease_count + leased
-                < per_clip,
+                rated_count=ClipSlot.rated_count + rated,
+                lease_count=ClipSlot.lease_count + leased,
+                is_open=ClipSlot.rated_count + rated + ClipSlot.lease_count + leased < per_clip,
             )
             .returning(
-                SegmentRow.project_id,
-                SegmentRow.rated_count,
-                SegmentRow.lease_count,
-                SegmentRow.queue_open,
+                ClipSlot.project_id, ClipSlot.rated_count, ClipSlot.lease_count, ClipSlot.is_open
             )
             .execution_options(synchronize_session=False)
         ).one()
         was_open = after.rated_count - rated + after.lease_count - leased < per_clip
-        self.opened[after.project_id] += int(bool(after.queue_open)) - int(was_open)
+        self.opened[after.project_id] += int(bool(after.is_open)) - int(was_open)
 
     def settle(self, session: Session) -> None:
         """Write the open-clip count changes (one upsert per project that changed)."""
@@ -113,8 +110,8 @@ class Places:
 def _add_open(session: Session, project_id: int, shard: int, delta: int) -> None:
     """``open_clips += delta`` on one counter row, created at 0 when missing."""
     dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-    if insert is None:  # another database: read-then-write (both ours run the upsert)
+    upsert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    if upsert is None:  # another database: read-then-write (both ours run the upsert)
         row = session.get(QueueCounter, (project_id, shard))
         if row is None:
             session.add(QueueCounter(project_id=project_id, shard=shard, open_clips=delta))
@@ -122,7 +119,7 @@ def _add_open(session: Session, project_id: int, shard: int, delta: int) -> None
             row.open_clips += delta
         session.flush()
         return
-    statement = insert(QueueCounter).values(project_id=project_id, shard=shard, open_clips=delta)
+    statement = upsert(QueueCounter).values(project_id=project_id, shard=shard, open_clips=delta)
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[QueueCounter.project_id, QueueCounter.shard],
@@ -131,10 +128,18 @@ def _add_open(session: Session, project_id: int, shard: int, delta: int) -> None
     )
 
 
-def clips_added(session: Session, project: Project, n: int) -> None:
-    """Count ``n`` new clips as open (called when clips are queued; they start open)."""
-    if n:
-        _add_open(session, project.id, 0, n)
+def clips_added(session: Session, project: Project, segments: list[SegmentRow]) -> None:
+    """Queue new clips (flushed segment rows): each gets its slots, all open."""
+    if not segments:
+        return
+    session.execute(
+        insert(ClipSlot),
+        [
+            {"segment_id": s.id, "project_id": project.id, "priority": s.priority}
+            for s in segments
+        ],
+    )
+    _add_open(session, project.id, 0, len(segments))
 
 
 def release_expired(session: Session, now: float, places: Places) -> int:
@@ -146,8 +151,8 @@ def release_expired(session: Session, now: float, places: Places) -> int:
     """
     query = (
         select(QueueItem.id, QueueItem.segment_id, Project.ratings_per_clip)
-        .join(SegmentRow, SegmentRow.id == QueueItem.segment_id)
-        .join(Project, Project.id == SegmentRow.project_id)
+        .join(ClipSlot, ClipSlot.segment_id == QueueItem.segment_id)
+        .join(Project, Project.id == ClipSlot.project_id)
         .where(QueueItem.lease_until <= now)
         .order_by(QueueItem.lease_until)  # the index's order: a range scan, no sort
         .limit(_EXPIRED_BATCH)
@@ -181,30 +186,30 @@ def _unseen_open(project: Project, rater: Rater):
     """Conditions: the project's open clips this rater has no first-time item for."""
     seen = exists().where(
         QueueItem.rater_id == rater.id,
-        QueueItem.segment_id == SegmentRow.id,
+        QueueItem.segment_id == ClipSlot.segment_id,
         QueueItem.is_repeat.is_(False),
     )
-    return (SegmentRow.project_id == project.id, SegmentRow.queue_open.is_(True), ~seen)
+    return (ClipSlot.project_id == project.id, ClipSlot.is_open.is_(True), ~seen)
 
 
 def pick_fresh(session: Session, project: Project, rater: Rater) -> int | None:
     """The highest-priority open clip this rater has not seen (oldest first), or None.
 
-    A scan of ``ix_segments_open`` from the top that stops at the first clip the rater has no
-    item for. On PostgreSQL the clip's row is locked (others skip it) until the unit commits.
+    A scan of ``ix_clip_slots_open`` from the top that stops at the first clip the rater has no
+    item for. On PostgreSQL the slot row is locked (others skip it) until the unit commits.
     """
     query = (
-        select(SegmentRow.id)
+        select(ClipSlot.segment_id)
         .where(*_unseen_open(project, rater))
-        .order_by(SegmentRow.priority.desc(), SegmentRow.id)
+        .order_by(ClipSlot.priority.desc(), ClipSlot.segment_id)
         .limit(1)
     )
     if _postgres(session):
-        picked = session.scalar(query.with_for_update(skip_locked=True, of=SegmentRow))
+        picked = session.scalar(query.with_for_update(skip_locked=True, of=ClipSlot))
         if picked is not None:
             return picked
         # every candidate was being taken by someone else: wait for them rather than say none
-        query = query.with_for_update(of=SegmentRow)
+        query = query.with_for_update(of=ClipSlot)
     return session.scalar(query)
 
 
@@ -229,11 +234,11 @@ def open_for(session: Session, project: Project, rater: Rater) -> int:
     """
     seen_open = (
         select(func.count(QueueItem.id))
-        .join(SegmentRow, SegmentRow.id == QueueItem.segment_id)
+        .join(ClipSlot, ClipSlot.segment_id == QueueItem.segment_id)
         .where(
             QueueItem.rater_id == rater.id,
             QueueItem.is_repeat.is_(False),
-            SegmentRow.queue_open.is_(True),
+            ClipSlot.is_open.is_(True),
         )
         .scalar_subquery()
     )
