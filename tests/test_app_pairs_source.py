@@ -161,3 +161,21 @@ def test_an_answer_committed_after_a_later_one_was_collected_is_still_collected(
     slow.close()
     assert source.collect(timeout=0).labels.tolist() == [0.0]  # the late commit, once
     assert source.collect(timeout=0) is None
+
+
+def test_an_undone_answer_leaves_the_run_s_feedback_store(app, tmp_path):
+    """What the online loop does with the source: collected answers are stored, named by their
+    answer id and rater; an undo after collection removes exactly that pair from the store."""
+    from ratingrl.feedback.store import FeedbackStore
+
+    source, database, tokens = app
+    kept, _ = _answer(database, tokens["alice"], "left")
+    taken_back, _ = _answer(database, tokens["bob"], "right")
+    run_store = FeedbackStore(tmp_path / "feedback.parquet")
+    run_store.add(source.collect(timeout=0))
+    assert run_store.data.label_id.tolist() == [str(kept), str(taken_back)]
+    assert run_store.data.rater.tolist() == ["alice", "bob"]
+    _undo(database, tokens["bob"])
+    assert run_store.retract(source.retracted()) == 1
+    assert run_store.data.label_id.tolist() == [str(kept)] and run_store.retracted == 1
+    assert run_store.data.labels.tolist() == [0.0]

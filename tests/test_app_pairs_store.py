@@ -149,9 +149,12 @@ def test_the_dataset_puts_the_left_clip_first_and_labels_by_choice(project_db):
         project = store.get_project(session)
         mine = store.current_pair_answers(session, project, source_tag="mine")
         answered = store.answered_pairs(session, mine)
-        data = store.preference_pairs(answered, {"kind": "app"})
+        names = store.rater_names(session, project)
+        data = store.preference_pairs(answered, {"kind": "app"}, names)
         assert len(store.current_pair_answers(session, project)) == 4
     assert len(data) == 3 and data.labels.tolist() == [0.0, 1.0, 0.5]
+    assert data.rater.tolist() == ["alice"] * 3  # who answered, and which answer it was
+    assert data.label_id.tolist() == [str(a.answer.id) for a in answered]
     for i, pair in enumerate(answered):
         left, right = shown[pair.item.id]
         assert pair.left.id == left.id and pair.right.id == right.id

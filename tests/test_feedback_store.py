@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ratingrl.feedback.io import load_rated
+from ratingrl.feedback.io import load_preferences, load_rated
 from ratingrl.feedback.queries import UniformSelector
 from ratingrl.feedback.segments import FeedbackError, PreferencePairs, RatedSegments
 from ratingrl.feedback.sources import TeacherSource
@@ -122,3 +122,20 @@ def test_a_channel_takes_only_feedback_sources(tmp_path, person):
     store.rounds_done = 2
     assert not channel.due((100, 200), 10**9)  # every round asked
     assert not channel.episode_based()  # uniform scores a random subset
+
+
+def test_people_s_pairs_carry_ids_and_are_retracted_like_ratings(tmp_path, random_segments):
+    path = tmp_path / "pairs.parquet"
+    segs = random_segments(6)
+    first, second = segs.subset([0, 1, 2]), segs.subset([3, 4, 5])
+    answers = PreferencePairs(
+        first, second, np.array([0.0, 1.0, 0.5]), {}, ["ann", "bob", "ann"], [11, 12, 13]
+    )
+    store = FeedbackStore(path)
+    store.add(answers)
+    assert store.retract({"12"}) == 1 and store.retracted == 1
+    back = load_preferences(path)
+    assert back.label_id.tolist() == ["11", "13"] and back.rater.tolist() == ["ann", "ann"]
+    np.testing.assert_array_equal(back.labels, [0.0, 0.5])
+    np.testing.assert_array_equal(back.second.obs, segs.obs[[3, 5]])
+    assert FeedbackStore.load(path).retracted == 1

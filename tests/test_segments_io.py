@@ -240,3 +240,20 @@ def test_preference_concat_keeps_both_sides_in_order(linear_segments):
     other = linear_segments(1, obs_dim=3)  # from another environment
     with pytest.raises(FeedbackError, match="segment set 1 have"):
         PreferencePairs.concat([first, PreferencePairs(other, other, np.array([1.0]))])
+
+
+def test_preference_pairs_keep_rater_and_label_id_through_subset_concat_and_files(
+    linear_segments, tmp_path
+):
+    a, b = linear_segments(3, seed=1), linear_segments(3, seed=2)
+    named = PreferencePairs(a.subset([0, 1]), b.subset([0, 1]), [0.0, 1.0], {}, ["x", "y"], [5, 6])
+    plain = PreferencePairs(a.subset([2]), b.subset([2]), [0.5])
+    both = PreferencePairs.concat([named, plain])
+    assert both.rater.tolist() == ["x", "y", None] and both.label_id.tolist() == ["5", "6", None]
+    assert both.subset([1]).label_id.tolist() == ["6"]
+    assert both.without_ids({"5"}).label_id.tolist() == ["6", None]
+    save_preferences(both, tmp_path / "p.parquet")
+    back = load_preferences(tmp_path / "p.parquet")
+    assert back.rater.tolist() == ["x", "y", None] and back.label_id.tolist() == ["5", "6", None]
+    with pytest.raises(FeedbackError, match="label_id has shape"):
+        PreferencePairs(a, b, [0.0, 1.0, 0.5], label_id=["1"])

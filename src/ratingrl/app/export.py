@@ -153,10 +153,8 @@ def read_pairs_export(session: Session, project: Project) -> PairsExport:
         "first": "the clip shown on the left",
     }
     columns = {
-        "rater": pa.array([names[r.rater_id] for r in rows], pa.string()),
         "rater_id": pa.array([r.rater_id for r in rows], pa.int64()),
         "answer_id": pa.array([r.id for r in rows], pa.int64()),
-        "label_id": pa.array([str(r.id) for r in rows], pa.string()),
         "pair_id": pa.array([a.item.public_id for a in answered], pa.string()),
         "first_clip_id": pa.array([a.left.public_id for a in answered], pa.string()),
         "second_clip_id": pa.array([a.right.public_id for a in answered], pa.string()),
@@ -164,20 +162,19 @@ def read_pairs_export(session: Session, project: Project) -> PairsExport:
         "shown_at": pa.array([r.shown_at for r in rows], pa.float64()),
         "answered_at": pa.array([r.answered_at for r in rows], pa.float64()),
     }
-    return PairsExport(store.preference_pairs(answered, source), columns)
+    return PairsExport(store.preference_pairs(answered, source, names), columns)
 
 
 def write_pairs_export(export: PairsExport, path: str | Path) -> int:
     """Write ``export`` to ``path`` atomically; returns the number of pairs.
 
-    An extra column the dataset writer already wrote (should it learn raters or label ids) is
-    not written twice.
+    The dataset carries each pair's rater and answer id (``rater``, ``label_id``); the extra
+    columns add the rest of what the database knows of the answer.
     """
     with _durable_path(path) as tmp:
         save_preferences(export.data, tmp)
         table = pq.read_table(tmp)
         for name, column in export.columns.items():
-            if name not in table.column_names:
-                table = table.append_column(name, column)
+            table = table.append_column(name, column)
         pq.write_table(table, tmp, compression="zstd")
     return len(export.data)

@@ -112,13 +112,14 @@ class AppPreferenceSource(PreferenceSource):
             ids = [r.id for r in rows]
             store.record_pair_deliveries(session, self.tag, store.PAIR_DELIVERY, ids)
             answered = store.answered_pairs(session, rows)
+            names = store.rater_names(session, project)
         source = {
             "kind": "app",
             "project": self.project,
             "source_tag": self.tag,
             "first": "the clip shown on the left",
         }
-        return store.preference_pairs(answered, source)
+        return store.preference_pairs(answered, source, names)
 
     def retracted(self) -> list[str]:
         """Answer ids (as strings) withdrawn since they were handed out, each reported once."""

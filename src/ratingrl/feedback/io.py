@@ -225,10 +225,7 @@ def save_rated(data: RatedSegments, path: str | Path) -> None:
     """Save rated segments with their scale and the full configuration of their source."""
     columns = _segment_columns(data.segments)
     columns["rating"] = pa.array(data.ratings)
-    if data.rater is not None:
-        columns["rater"] = pa.array([None if r is None else str(r) for r in data.rater])
-    if data.label_id is not None:
-        columns["label_id"] = pa.array(list(data.label_id), pa.string())
+    columns.update(_label_columns(data))
     meta = {
         "kind": "rated_segments",
         **_shape_meta(data.segments),
@@ -256,6 +253,16 @@ def load_rated(path: str | Path) -> RatedSegments:
     )
 
 
+def _label_columns(data: RatedSegments | PreferencePairs) -> dict[str, pa.Array]:
+    """The optional per-label columns (who answered, the label's id at its source)."""
+    columns = {}
+    if data.rater is not None:
+        columns["rater"] = pa.array([None if r is None else str(r) for r in data.rater])
+    if data.label_id is not None:
+        columns["label_id"] = pa.array(list(data.label_id), pa.string())
+    return columns
+
+
 def _optional_strings(table: pa.Table, name: str) -> np.ndarray | None:
     """A column as an object array (None for a missing value), or None if it is absent;
     :class:`RatedSegments` validates the values."""
@@ -267,9 +274,11 @@ def _optional_strings(table: pa.Table, name: str) -> np.ndarray | None:
 
 
 def save_preferences(data: PreferencePairs, path: str | Path) -> None:
-    """Save preference pairs (``label`` = probability the second segment is preferred)."""
+    """Save preference pairs (``label`` = probability the second segment is preferred), with
+    their optional ``rater`` and ``label_id`` columns."""
     columns = {**_segment_columns(data.first, "first_"), **_segment_columns(data.second, "second_")}
     columns["label"] = pa.array(data.labels)
+    columns.update(_label_columns(data))
     meta = {"kind": "preferences", **_shape_meta(data.first, data.second), "source": data.source}
     _write(columns, meta, path)
 
@@ -277,9 +286,12 @@ def save_preferences(data: PreferencePairs, path: str | Path) -> None:
 def load_preferences(path: str | Path) -> PreferencePairs:
     """Load preference pairs saved by :func:`save_preferences`."""
     table, meta = _read(path, "preferences")
+    rater, label_id = (_optional_strings(table, name) for name in ("rater", "label_id"))
     return PreferencePairs(
         _segments_from(table, meta, "first_"),
         _segments_from(table, meta, "second_"),
         _column(table, "label"),
         meta.get("source", {}),
+        rater,
+        label_id,
     )

@@ -16,6 +16,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ratingrl.feedback.columns import (
+    as_float_array,
+    concat_optional,
+    label_ids,
+    rater_column,
+    rows_without_ids,
+)
+from ratingrl.feedback.errors import FeedbackError
+
 __all__ = [
     "FeedbackError",
     "RatingScale",
@@ -24,23 +33,6 @@ __all__ = [
     "RatedSegments",
     "PreferencePairs",
 ]
-
-
-class FeedbackError(ValueError):
-    """Invalid feedback data: the message names the field and the offending value."""
-
-
-def _as_float_array(name: str, value: object, ndim: int, dtype: type = np.float32) -> np.ndarray:
-    array = np.asarray(value, dtype=dtype)
-    if array.ndim != ndim:
-        raise FeedbackError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise FeedbackError(
-            f"{name} holds a non-finite value {float(array[index])} at index {index}"
-        )
-    return array
 
 
 @dataclass(frozen=True)
@@ -106,8 +98,8 @@ class Segment:
     start: int = 0
 
     def __post_init__(self) -> None:
-        obs = _as_float_array("obs", self.obs, 2)
-        acts = _as_float_array("acts", self.acts, 2)
+        obs = as_float_array("obs", self.obs, 2)
+        acts = as_float_array("acts", self.acts, 2)
         if len(obs) != len(acts):
             raise FeedbackError(
                 f"obs has {len(obs)} steps but acts has {len(acts)}: a segment's arrays must match"
@@ -117,7 +109,7 @@ class Segment:
         object.__setattr__(self, "obs", obs)
         object.__setattr__(self, "acts", acts)
         if self.true_rewards is not None:
-            rewards = _as_float_array("true_rewards", self.true_rewards, 1)
+            rewards = as_float_array("true_rewards", self.true_rewards, 1)
             if len(rewards) != len(obs):
                 raise FeedbackError(f"true_rewards has {len(rewards)} steps but obs has {len(obs)}")
             object.__setattr__(self, "true_rewards", rewards)
@@ -155,8 +147,8 @@ class SegmentSet:
     states: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        obs = _as_float_array("obs", self.obs, 3)
-        acts = _as_float_array("acts", self.acts, 3)
+        obs = as_float_array("obs", self.obs, 3)
+        acts = as_float_array("acts", self.acts, 3)
         if obs.shape[:2] != acts.shape[:2]:
             raise FeedbackError(
                 f"obs has shape {obs.shape} and acts {acts.shape}: segment count and length "
@@ -168,14 +160,14 @@ class SegmentSet:
         object.__setattr__(self, "obs", obs)
         object.__setattr__(self, "acts", acts)
         if self.true_rewards is not None:
-            rewards = _as_float_array("true_rewards", self.true_rewards, 2)
+            rewards = as_float_array("true_rewards", self.true_rewards, 2)
             if rewards.shape != obs.shape[:2]:
                 raise FeedbackError(
                     f"true_rewards has shape {rewards.shape}, expected {obs.shape[:2]}"
                 )
             object.__setattr__(self, "true_rewards", rewards)
         if self.states is not None:
-            states = _as_float_array("states", self.states, 3, np.float64)
+            states = as_float_array("states", self.states, 3, np.float64)
             if states.shape[:2] != obs.shape[:2]:
                 raise FeedbackError(
                     f"states has shape {states.shape}, expected {obs.shape[:2]} + (state_dim,)"
@@ -303,24 +295,6 @@ class SegmentSet:
             )
 
 
-def _label_ids(value: object, n: int) -> np.ndarray:
-    """``label_id`` as strings (None: no id). Integers (database row ids) become decimal strings,
-    so ids compare equal whether made in memory or read back from Parquet's string column."""
-    ids = np.asarray(value, dtype=object)
-    if ids.shape != (n,):
-        raise FeedbackError(f"label_id has shape {ids.shape}, expected ({n},)")
-    out = np.empty(n, dtype=object)
-    for i, item in enumerate(ids):
-        if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
-            item = str(int(item))
-        if item is not None and (not isinstance(item, str) or not item):
-            raise FeedbackError(
-                f"label_id[{i}] = {item!r} must be a non-empty string, an integer or None"
-            )
-        out[i] = item
-    return out
-
-
 @dataclass(frozen=True)
 class RatedSegments:
     """Segments with one rating each, the scale they were rated on and who rated them.
@@ -347,13 +321,7 @@ class RatedSegments:
                 "(one rating per segment)"
             )
         object.__setattr__(self, "ratings", ratings)
-        if self.rater is not None:
-            rater = np.asarray(self.rater, dtype=object)
-            if rater.shape != ratings.shape:
-                raise FeedbackError(f"rater has shape {rater.shape}, expected {ratings.shape}")
-            object.__setattr__(self, "rater", rater)
-        if self.label_id is not None:
-            object.__setattr__(self, "label_id", _label_ids(self.label_id, len(ratings)))
+        _set_label_columns(self, len(ratings))
 
     def __len__(self) -> int:
         return len(self.ratings)
@@ -383,42 +351,37 @@ class RatedSegments:
         if other is not None:
             raise FeedbackError(f"ratings on scale {other} cannot join ones on {parts[0].scale}")
 
-        def optional(name: str) -> np.ndarray | None:
-            cols = [getattr(p, name) for p in parts]
-            none = [np.full(len(p), None, dtype=object) for p in parts]
-            return None if all(c is None for c in cols) else np.concatenate(
-                [n if c is None else c for c, n in zip(cols, none, strict=True)]
-            )
-
         return cls(
             SegmentSet.concat([p.segments for p in parts]),
             np.concatenate([p.ratings for p in parts]),
             parts[0].scale,
             parts[0].source,
-            optional("rater"),
-            optional("label_id"),
+            concat_optional(parts, "rater"),
+            concat_optional(parts, "label_id"),
         )
 
     def without_ids(self, ids: Collection[str]) -> RatedSegments:
         """These ratings minus every row whose ``label_id`` is in ``ids`` (rows without an id
         are kept: nothing can name them)."""
-        if self.label_id is None or not ids:
-            return self
-        keep = [label is None or label not in ids for label in self.label_id]
-        return self.subset(np.flatnonzero(keep))
+        keep = rows_without_ids(self.label_id, ids)
+        return self if keep is None else self.subset(keep)
 
 
 @dataclass(frozen=True)
 class PreferencePairs:
     """Pairs of segments with ``label = P(second is preferred over first)``: 0, 0.5 or 1.
 
-    0.5 is B-Pref's "equally preferable"; skipped queries are simply not stored.
+    0.5 is B-Pref's "equally preferable"; skipped queries are simply not stored. ``rater`` and
+    ``label_id`` are optional per-pair columns, as for :class:`RatedSegments` (people's answers
+    in the rating app carry them, so an undone answer can be withdrawn from a run).
     """
 
     first: SegmentSet
     second: SegmentSet
     labels: np.ndarray
     source: dict = field(default_factory=dict)
+    rater: np.ndarray | None = None
+    label_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.first.check_compatible(self.second, "second segments")
@@ -426,7 +389,7 @@ class PreferencePairs:
             raise FeedbackError(
                 f"first has {len(self.first)} segments but second has {len(self.second)}"
             )
-        labels = _as_float_array("labels", self.labels, 1)
+        labels = as_float_array("labels", self.labels, 1)
         if labels.shape != (len(self.first),):
             raise FeedbackError(f"labels has shape {labels.shape}, expected ({len(self.first)},)")
         outside = (labels < 0) | (labels > 1)
@@ -434,6 +397,7 @@ class PreferencePairs:
             i = int(np.argmax(outside))
             raise FeedbackError(f"labels[{i}] = {labels[i]} is outside [0, 1]")
         object.__setattr__(self, "labels", labels)
+        _set_label_columns(self, len(labels))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -441,8 +405,18 @@ class PreferencePairs:
     def subset(self, indices: Sequence[int] | np.ndarray) -> PreferencePairs:
         idx = np.asarray(indices, dtype=np.int64)
         return PreferencePairs(
-            self.first.subset(idx), self.second.subset(idx), self.labels[idx], dict(self.source)
+            self.first.subset(idx),
+            self.second.subset(idx),
+            self.labels[idx],
+            dict(self.source),
+            None if self.rater is None else self.rater[idx],
+            None if self.label_id is None else self.label_id[idx],
         )
+
+    def without_ids(self, ids: Collection[str]) -> PreferencePairs:
+        """These pairs minus every row whose ``label_id`` is in ``ids``."""
+        keep = rows_without_ids(self.label_id, ids)
+        return self if keep is None else self.subset(keep)
 
     @classmethod
     def concat(cls, parts: Sequence[PreferencePairs]) -> PreferencePairs:
@@ -454,4 +428,14 @@ class PreferencePairs:
             SegmentSet.concat([p.second for p in parts]),
             np.concatenate([p.labels for p in parts]),
             parts[0].source,
+            concat_optional(parts, "rater"),
+            concat_optional(parts, "label_id"),
         )
+
+
+def _set_label_columns(data: RatedSegments | PreferencePairs, n: int) -> None:
+    """Validate the optional ``rater`` and ``label_id`` columns of ``n`` labels in place."""
+    if data.rater is not None:
+        object.__setattr__(data, "rater", rater_column(data.rater, n))
+    if data.label_id is not None:
+        object.__setattr__(data, "label_id", label_ids(data.label_id, n))

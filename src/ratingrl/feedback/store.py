@@ -109,9 +109,9 @@ class FeedbackStore:
         many were removed.
 
         Ids the store does not hold (withdrawn before they were collected, or another run's)
-        are ignored, and so are labels without ids (preference pairs, teachers' ratings).
+        are ignored, and so are labels without ids (a simulated teacher's).
         """
-        if not isinstance(self.data, RatedSegments) or not ids:
+        if self.data is None or not ids:
             return 0
         kept = self.data.without_ids({str(i) for i in ids})
         removed = len(self.data) - len(kept)

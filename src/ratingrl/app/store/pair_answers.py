@@ -197,11 +197,16 @@ def _segment_set(rows: Sequence[PairSegmentRow]) -> SegmentSet:
     )
 
 
-def preference_pairs(answered: Sequence[AnsweredPair], source: dict) -> PreferencePairs:
-    """The answers as the library's preference dataset (left clip ``first``)."""
+def preference_pairs(
+    answered: Sequence[AnsweredPair], source: dict, raters: dict[int, str]
+) -> PreferencePairs:
+    """The answers as the library's preference dataset (left clip ``first``), each named by its
+    answer id (``label_id``: an undo withdraws it from a run) and its rater's name."""
     return PreferencePairs(
         _segment_set([a.left for a in answered]),
         _segment_set([a.right for a in answered]),
         np.array([a.label for a in answered]),
         source,
+        np.array([raters[a.answer.rater_id] for a in answered], dtype=object),
+        np.array([str(a.answer.id) for a in answered], dtype=object),
     )
