@@ -8,7 +8,8 @@ queued clip has a :class:`~ratingrl.app.db.ClipSlot` row (``rated_count``, ``lea
 ``queue_counters`` holds how many clips each project has open. So picking a rater's next clip
 is a scan of the open-slots index in priority order that skips the clips this rater has seen
 (one probe of their own items each), and counting what is left for them reads the counters and
-their own items: neither grows with the project.
+their own items: neither grows with the project. (Both grow with the clips a rater has seen that
+are still open -- skipped ones, or with ``ratings_per_clip`` above 1 those waiting for others.)
 
 A lease that has run out is given back lazily, by the next request that picks a clip or counts
 what is left (:func:`release_expired`), through the index on ``lease_until``.
