@@ -168,7 +168,7 @@ def run_raters(phase: str, args, workdir: Path, raters: int, kill_after) -> Resu
     db = Database.new(args.db, workdir, phase)
     try:
         tokens = _seed(db, raters, raters * per_rater + 10)
-        server = Server(db.url, workdir / "clips", free_port(), args.workers)
+        server = Server(db.url, workdir / "clips", free_port(), args.workers, args.serve_args)
         server.start()
         started = time.monotonic()
         tally, notes = asyncio.run(_drive_raters(server, tokens, args, per_rater, kill_after))
@@ -254,7 +254,7 @@ def run_flood(args, workdir: Path) -> Result:  # type: ignore[no-untyped-def]
     db = Database.new(args.db, workdir, "flood")
     try:
         tokens = _seed(db, 2, 3_000)
-        server = Server(db.url, workdir / "clips", free_port(), args.workers)
+        server = Server(db.url, workdir / "clips", free_port(), args.workers, args.serve_args)
         server.start()
         started = time.monotonic()
         got = asyncio.run(_drive_flood(server, tokens, args))
@@ -294,6 +294,10 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--flood", type=int, default=400, help="bad-token requests per burst")
     parser.add_argument("--flood-seconds", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=None, help="write results as JSON here")
+    parser.add_argument(
+        "--serve-option", dest="serve_args", action="append", default=[],
+        help="passed to ratingrl serve, e.g. --serve-option=--group-commit=1",
+    )
     args = parser.parse_args(argv)
     phases = args.phases.split(",")
     assert OPERATOR  # the servers get it from the environment (loadkit.Server)

@@ -86,9 +86,11 @@ def free_port() -> int:
 class Server:
     """``ratingrl serve`` in its own process group, so a SIGKILL takes all of its workers."""
 
-    def __init__(self, db_url: str, clip_dir: Path, port: int, workers: int = 1) -> None:
+    def __init__(
+        self, db_url: str, clip_dir: Path, port: int, workers: int = 1, extra: tuple = ()
+    ) -> None:
         self.args = [sys.executable, "-c", LAUNCH, "serve", "--db", db_url, "--clip-dir"]
-        self.args += [str(clip_dir), "--port", str(port)]
+        self.args += [str(clip_dir), "--port", str(port), *extra]
         self.args += ["--workers", str(workers)] if workers != 1 else []
         self.port = port
         self.env = {**os.environ, "RATINGRL_OPERATOR_TOKEN": OPERATOR}

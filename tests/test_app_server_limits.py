@@ -12,11 +12,12 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from ratingrl.app import store
 from ratingrl.app.demo import DemoSpec, seed_demo
-from ratingrl.app.gate import Overloaded, WorkGate
+from ratingrl.app.gate import GroupCommitGate, Overloaded, WorkGate
 from ratingrl.app.schema import open_database
 from ratingrl.app.server import ServerConfig, create_app
 
@@ -134,6 +135,50 @@ def test_a_request_beyond_the_limit_is_503_with_retry_after_and_changes_nothing(
     assert first[0].status_code == 201
     ratings, _items = _snapshot(run_sql, db)
     assert len(ratings) == len(before[0]) + 1  # only the acknowledged rating
+
+
+def test_writes_that_wait_together_share_one_commit_and_a_refused_one_is_rolled_back_alone(
+    tmp_path, write_lock_held
+):
+    db_path = tmp_path / "ratings.db"
+    db = f"sqlite:///{db_path}"
+    seed_demo(db, DemoSpec())
+    database = open_database(db)
+    gate = GroupCommitGate("write", database.unit, max_waiting=100, max_wait_s=30)
+    seen_when_answered: list[list[str]] = []
+
+    def rename(session, old: str, new: str) -> str:
+        statement = text("UPDATE raters SET name = :new WHERE name = :old")
+        session.execute(statement, {"new": new, "old": old})
+        if new == "refused":
+            raise store.Conflict("no")
+        return new
+
+    def stored() -> list[str]:  # what another connection sees
+        with sqlite3.connect(db_path) as conn:
+            return sorted(r[0] for r in conn.execute("SELECT name FROM raters"))
+
+    async def scenario() -> list:
+        lock = write_lock_held(db_path)
+        first = asyncio.ensure_future(gate.run(rename, "alice", "alice-1"))  # waits for the lock
+        await asyncio.sleep(0.1)
+        refused = asyncio.ensure_future(gate.run(rename, "bob", "refused"))
+        last = asyncio.ensure_future(gate.run(rename, "alice-1", "alice-2"))
+        last.add_done_callback(lambda _: seen_when_answered.append(stored()))
+        await asyncio.sleep(0.1)
+        lock.rollback()
+        return await asyncio.gather(first, refused, last, return_exceptions=True)
+
+    try:
+        first, refused, last = asyncio.run(scenario())
+    finally:
+        gate.close()
+        database.close()
+    assert first == "alice-1" and last == "alice-2"
+    assert isinstance(refused, store.Conflict)
+    assert seen_when_answered == [["alice-2", "bob"]]  # committed before answered; bob's undone
+    assert gate.batches == 2  # the first alone, then the two that waited, in one commit
+    assert gate.pending == 0
 
 
 # -- reads and the write lock -------------------------------------------------------------------

@@ -21,12 +21,13 @@ JSON API (the page uses it; scripts may too). Raters send ``Authorization: Beare
   Krippendorff's alpha on clips rated by several raters, self-consistency on hidden repeats.
 * ``GET /healthz`` -> ``{"ok": true}`` from the event loop, whatever the database is doing.
 
-Under load: endpoints are ``async``; every unit of work runs on a bounded
-:class:`~ratingrl.app.gate.WorkGate` (reads, writes, clip rendering), and a request the server
-cannot start soon is answered 503 with ``Retry-After`` instead of queueing without bound. A
-token is checked before a request may wait for the write lock: in a read unit, or from the
-tokens that were valid in the last minute; the write unit checks it again, so a revoked token
-is refused there. On SQLite the writes run on one thread, in arrival order.
+Under load: endpoints are ``async``; every unit of work runs on a bounded gate
+(:mod:`ratingrl.app.gate`: reads, writes, clip rendering), and a request the server cannot
+start soon is answered 503 with ``Retry-After`` instead of queueing without bound. A token is
+checked before a request may wait for the write lock: in a read unit, or from the tokens that
+were valid in the last minute; the write unit checks it again, so a revoked token is refused
+there. On SQLite the writes run on one thread, in arrival order, and those that arrive while
+it commits share the next commit (each in a savepoint of its own; all answered after it).
 
 Pages: ``/`` (raters: open ``/#token=...``; the token stays in the fragment, never in server
 logs) and ``/operator`` (``/operator#token=...``).
@@ -39,6 +40,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException
@@ -49,9 +51,9 @@ from sqlalchemy.orm import Session
 
 from ratingrl.app import store
 from ratingrl.app.db import QueueItem, Rater, bytes_to_array
-from ratingrl.app.gate import WorkGate
+from ratingrl.app.gate import GroupCommitGate, WorkGate
 from ratingrl.app.render import ClipCache, ClipRenderer, ClipSpec, RenderError
-from ratingrl.app.schema import open_database
+from ratingrl.app.schema import Database, open_database
 from ratingrl.app.services import (
     AppServices,
     Creds,
@@ -87,40 +89,39 @@ RATING_BOUND = 2**31
 class ServerConfig:
     """Limits of the server (defaults suit one lab's raters on this project's 2-core machines).
 
-    ``read_threads`` / ``write_threads`` / ``render_threads``: threads running units of work
-    that read, units that write, and clip rendering (``write_threads`` 0: one on SQLite, which
-    has one writer at a time anyway, eight on PostgreSQL). ``max_waiting``: requests one of
-    those pools holds (running and queued) before it answers 503; ``max_wait_s``: the longest a
-    request waits for a database thread before it is answered 503 instead.
+    ``read_threads`` / ``render_threads``: threads running units of work that read, and clip
+    rendering. Writes: on SQLite one thread, which commits the writes that arrived while it was
+    busy together, at most ``group_commit`` of them (1: a transaction per request); on
+    PostgreSQL ``write_threads`` threads, a transaction per request. ``max_waiting``: requests
+    one of those pools holds (running and queued) before it answers 503; ``max_wait_s``: the
+    longest a request waits for a database thread before it is answered 503 instead.
     """
 
     max_body_bytes: int = 16 * 1024
     read_threads: int = 2
-    write_threads: int = 0
+    write_threads: int = 8
     render_threads: int = 2
+    group_commit: int = 64
     max_waiting: int = 512
     max_wait_s: float = 2.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            least = 0 if f.name == "write_threads" else 1
-            if not isinstance(value, (int, float)) or value < least:
-                raise ValueError(f"ServerConfig.{f.name} must be >= {least}, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+                raise ValueError(f"ServerConfig.{f.name} must be a number >= 1, got {value!r}")
 
-    def gates(self, dialect: str) -> tuple[WorkGate, WorkGate, WorkGate]:
-        """The read, write and render gates for a database of ``dialect``."""
-        writers = self.write_threads or (1 if dialect == "sqlite" else 8)
-        if dialect == "sqlite" and writers > 1:
-            raise ValueError(
-                f"ServerConfig.write_threads is {writers}: SQLite takes one writer at a time, "
-                "use 1 (or PostgreSQL)"
-            )
-        wait = self.max_wait_s
+    def gates(self, database: Database) -> tuple[WorkGate, WorkGate | GroupCommitGate, WorkGate]:
+        """The read, write and render gates of a server of ``database``."""
+        wait, most = self.max_wait_s, self.max_waiting
+        if database.engine.dialect.name == "sqlite":
+            writes = GroupCommitGate("write", database.unit, most, wait, self.group_commit)
+        else:
+            writes = WorkGate("write", self.write_threads, most, wait, database.unit)
         return (
-            WorkGate("read", self.read_threads, self.max_waiting, wait),
-            WorkGate("write", writers, self.max_waiting, wait),
-            WorkGate("render", self.render_threads, self.max_waiting, max(wait, 30.0)),
+            WorkGate("read", self.read_threads, most, wait, partial(database.unit, write=False)),
+            writes,
+            WorkGate("render", self.render_threads, most, max(wait, 30.0)),
         )
 
 
@@ -279,7 +280,7 @@ def create_app(
     if database.upgrade.message:
         _log.warning(database.upgrade.message)
     try:
-        reads, writes, renders = config.gates(database.engine.dialect.name)
+        reads, writes, renders = config.gates(database)
     except ValueError:
         database.close()
         raise

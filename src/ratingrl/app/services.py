@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from ratingrl.app import store
 from ratingrl.app.db import Rater
-from ratingrl.app.gate import WorkGate
+from ratingrl.app.gate import GroupCommitGate, WorkGate
 from ratingrl.app.render import ClipCache
 from ratingrl.app.schema import Database
 
@@ -72,21 +72,17 @@ class AppServices:
     cache: ClipCache
     operator_hash: str
     reads: WorkGate
-    writes: WorkGate
+    writes: WorkGate | GroupCommitGate
     renders: WorkGate
     tokens: KnownTokens
 
     async def read(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(session, *args)`` in a unit of work that only reads (no write lock)."""
-        return await self.reads.run(self._in_unit, False, fn, args)
+        return await self.reads.run(fn, *args)
 
     async def write(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(session, *args)`` in a writing unit, committed before this returns."""
-        return await self.writes.run(self._in_unit, True, fn, args)
-
-    def _in_unit(self, write: bool, fn: Callable[..., T], args: tuple) -> T:
-        with self.database.unit(write=write) as session:
-            return fn(session, *args)
+        return await self.writes.run(fn, *args)
 
     def close(self) -> None:
         for gate in (self.reads, self.writes, self.renders):

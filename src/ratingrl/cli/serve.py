@@ -90,6 +90,9 @@ def serve_command(
     shutdown_timeout: Annotated[
         float, typer.Option(help="seconds requests in flight get to finish on SIGTERM")
     ] = 5.0,
+    group_commit: Annotated[
+        int, typer.Option(help="SQLite: writes sharing one commit at most (1: one each)")
+    ] = 64,
 ) -> None:
     """Serve the rating page and JSON API (bound to 127.0.0.1 unless --host says otherwise)."""
     import uvicorn
@@ -104,10 +107,10 @@ def serve_command(
         backend = make_url(db).get_backend_name()
     except ArgumentError:
         raise fail(f"--db {db!r} is not a database URL (e.g. sqlite:///ratings.db)") from None
-    if workers < 1 or max_waiting < 1 or shutdown_timeout < 0:
+    if min(workers, max_waiting, group_commit) < 1 or shutdown_timeout < 0:
         raise fail(
-            f"--workers and --max-waiting must be >= 1 and --shutdown-timeout >= 0, got "
-            f"{workers}, {max_waiting}, {shutdown_timeout}"
+            "--workers, --max-waiting and --group-commit must be >= 1 and --shutdown-timeout "
+            f">= 0, got {workers}, {max_waiting}, {group_commit}, {shutdown_timeout}"
         )
     if workers > 1 and backend == "sqlite":
         raise fail(
@@ -129,7 +132,8 @@ def serve_command(
     os.environ[SERVE_ENV["db"]] = db
     os.environ[SERVE_ENV["clip_dir"]] = str(clip_dir)
     os.environ[SERVE_ENV["operator_token"]] = token
-    os.environ[SERVE_ENV["config"]] = json.dumps({"max_waiting": max_waiting})
+    config = {"max_waiting": max_waiting, "group_commit": group_commit}
+    os.environ[SERVE_ENV["config"]] = json.dumps(config)
     uvicorn.run(
         "ratingrl.app.server:app_from_environment",
         factory=True,
