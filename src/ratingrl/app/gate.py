@@ -144,8 +144,8 @@ class GroupCommitGate(_Gate):
     Each job runs in a savepoint of the shared unit: a job that raises is rolled back alone and
     gets its exception; the others are committed together, and only then does any of them get
     its result, so nothing is answered before it is durable. At most ``max_batch`` jobs share
-    a transaction. Should the commit itself fail, each job of the batch is run again in a unit
-    of its own, so one bad job cannot fail the others.
+    a transaction. Should the transaction itself fail (the lock not had, the commit refused),
+    every job of it gets that error: none of them was stored, none is acknowledged.
     """
 
     def __init__(
@@ -217,9 +217,9 @@ class GroupCommitGate(_Gate):
                             outcomes.append((job, job.fn(session, *job.args), None))
                     except Exception as err:  # refused: its savepoint is rolled back
                         outcomes.append((job, None, err))
-        except Exception:  # the unit failed (commit, lock): nothing of the batch is stored
+        except Exception as err:  # the unit failed (lock, commit): nothing of it is stored
             for job in batch:
-                self._alone(job)
+                job.future.set_exception(err)
             return
         for job, result, err in outcomes:  # committed: now the answers may go out
             if err is None:
