@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench-fidelity clean-venv
+.PHONY: demo test test-fast test-postgres lint bench-fidelity clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,10 +31,16 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	scripts/with_postgres.sh $(BIN)/python -m pytest -q src tests
 
-# The edit loop: everything but the tests marked slow (end-to-end training, browser, benchmarks).
+# The edit loop: everything but the tests marked slow (end-to-end training, browser, benchmarks)
+# and the PostgreSQL copies of the app's database tests (they double the app tests' time; CI and
+# `make test` run them, `make test-postgres` runs them alone).
 test-fast: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
-	scripts/with_postgres.sh $(BIN)/python -m pytest -q -m "not slow" src tests
+	$(BIN)/python -m pytest -q -m "not slow and not postgres" src tests
+
+test-postgres: $(STAMP)
+	sh scripts/install_postgresql.sh
+	scripts/with_postgres.sh $(BIN)/python -m pytest -q -m postgres tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
