@@ -54,8 +54,9 @@ def test_rmse_loss_penalises_misordering_and_uses_rank_positions():
     good = torch.tensor([[0.0, 5.0, 10.0]])
     bad = torch.tensor([[10.0, 5.0, 0.0]])
     assert losses.rmse_loss(good, labels).item() == pytest.approx(0.0, abs=1e-10)
-    # reversed order: ranks (3, 2, 1) vs targets (1, 2, 3)
-    assert losses.rmse_loss(bad, labels).item() == pytest.approx(8.0)
+    # reversed order: ranks (3, 2, 1) vs targets (1, 2, 3): squared errors 4 + 0 + 4
+    assert losses.rmse_loss(bad, labels, reduction="sum_per_group").item() == pytest.approx(8.0)
+    assert losses.rmse_loss(bad, labels).item() == pytest.approx(8.0 / 3)  # R4's released mean
 
 
 def test_rmse_loss_rejects_single_class_groups():

@@ -129,7 +129,8 @@ def test_an_unknown_method_is_an_error_naming_the_registered_ones():
 def test_an_unknown_or_malformed_setting_is_an_error_naming_the_settings():
     with pytest.raises(TrainingError, match=r"method 'r4' has no setting \['margin'\]") as err:
         make_method("r4", margin=1)
-    assert "['groups_per_batch', 'norm_penalty', 'regularization_strength']" in str(err.value)
+    settings = "['groups_per_batch', 'loss_reduction', 'norm_penalty', 'penalty_params', "
+    assert settings + "'regularization_strength']" in str(err.value)
     with pytest.raises(TrainingError, match="has no setting \\['name'\\]"):
         make_method("rbrl", name="r4")  # the name is not a setting
     with pytest.raises(TrainingError, match="setting kappa takes a number, got 'sharp'"):
@@ -152,10 +153,18 @@ def test_a_method_carries_its_name_through_asdict_and_replace():
         "regularization_strength": 1.0,
         "norm_penalty": 0.05,
         "groups_per_batch": 64,
+        "loss_reduction": "mean",
+        "penalty_params": "all",
     }
     changed = dataclasses.replace(method, groups_per_batch=10)
     assert changed.name == "r4" and changed.groups_per_batch == 10 and changed.norm_penalty == 0.05
-    assert set(R4.settings()) == {"regularization_strength", "norm_penalty", "groups_per_batch"}
+    assert set(R4.settings()) == {
+        "regularization_strength",
+        "norm_penalty",
+        "groups_per_batch",
+        "loss_reduction",
+        "penalty_params",
+    }
     assert "margin" in R4.settings()["regularization_strength"].metadata["help"]
 
 

@@ -5,13 +5,15 @@ Every loss takes predicted returns with any number of leading dimensions (an ens
 returns a scalar: the mean over members. Nothing here holds state; the only learnable loss
 parameters (the multi-task log-variances) are passed in as a tensor.
 
-Formulas follow ``shared/reference/methods.md`` section 2:
+Formulas follow the papers; where a paper is silent, the defaults follow its authors' released
+code and the form ratingrl used before 2026-12-03 is an argument away:
 
 - :func:`rbrl_loss` -- RbRL (White et al. 2024): min-max normalise returns in the batch, class
-  boundaries at the batch's label-mix quantiles, logits ``-kappa (x - b_j)(x - b_{j+1})``,
-  cross-entropy.
+  boundaries at the batch's label-mix quantiles (constants of the batch, as released; or passing
+  gradient), logits ``-kappa (x - b_j)(x - b_{j+1})``, cross-entropy.
 - :func:`rmse_loss` -- R4 (Kharyal et al. 2026): soft ranks of the returns in groups holding one
-  segment per class, squared error to the soft ranks of the ratings.
+  segment per class, squared error to the soft ranks of the ratings (a mean over every entry, as
+  released; or summed per group); :func:`weight_norm_penalty` its norm penalty.
 - :func:`multitask_loss` -- RbRL classification plus regression to ``log(1 + alpha H c)``,
   weighted by learned homoscedastic uncertainties (Kendall et al. 2018), or the ablations.
 - :func:`bt_loss` -- Bradley-Terry on preference pairs (0.5 = equally preferred).
@@ -21,7 +23,7 @@ Formulas follow ``shared/reference/methods.md`` section 2:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -40,9 +42,11 @@ __all__ = [
     "bt_loss",
     "regression_loss",
     "MultitaskWeighting",
+    "RmseReduction",
 ]
 
 MultitaskWeighting = Literal["learned", "equal", "classification", "regression"]
+RmseReduction = Literal["mean", "sum_per_group"]
 
 
 def _labels_like(pred: Tensor, labels: Tensor) -> Tensor:
@@ -72,31 +76,70 @@ def rbrl_boundaries(normalized: Tensor, labels: Tensor, n_classes: int) -> Tenso
 
 
 def rbrl_logits(
-    pred_returns: Tensor, labels: Tensor, n_classes: int, kappa: float = 30.0
+    pred_returns: Tensor,
+    labels: Tensor,
+    n_classes: int,
+    kappa: float = 30.0,
+    *,
+    boundary_gradient: bool = False,
 ) -> Tensor:
-    """RbRL class logits ``[..., B, n]``: positive inside a class's interval, negative outside."""
+    """RbRL class logits ``[..., B, n]``: positive inside a class's interval, negative outside.
+
+    The boundaries are constants of the batch unless ``boundary_gradient``: the paper does not
+    say, and RbRL's released code turns them into plain numbers before building the logits, so
+    only the segments' own returns (and the batch's min and max) receive gradient.
+    """
     labels = _labels_like(pred_returns, labels)
     x = _minmax(pred_returns)
     b = rbrl_boundaries(x, labels, n_classes)
+    if not boundary_gradient:
+        b = b.detach()
     x = x.unsqueeze(-1)
     return -kappa * (x - b[..., :-1].unsqueeze(-2)) * (x - b[..., 1:].unsqueeze(-2))
 
 
-def rbrl_loss(pred_returns: Tensor, labels: Tensor, n_classes: int, kappa: float = 30.0) -> Tensor:
-    """Cross-entropy of the RbRL boundary softmax (mean over members and segments)."""
-    logits = rbrl_logits(pred_returns, labels, n_classes, kappa)
+def rbrl_loss(
+    pred_returns: Tensor,
+    labels: Tensor,
+    n_classes: int,
+    kappa: float = 30.0,
+    *,
+    boundary_gradient: bool = False,
+) -> Tensor:
+    """Cross-entropy of the RbRL boundary softmax (mean over members and segments).
+
+    ``boundary_gradient=False`` (default) treats the class boundaries as constants, as RbRL's
+    released code does; ``True`` also differentiates through them (ratingrl before 2026-12-03).
+    The loss value is the same either way; the gradient differs on the segments that set a
+    boundary.
+    """
+    logits = rbrl_logits(
+        pred_returns, labels, n_classes, kappa, boundary_gradient=boundary_gradient
+    )
     labels = _labels_like(pred_returns, labels)
     return F.cross_entropy(logits.reshape(-1, n_classes), labels.reshape(-1))
 
 
-def rmse_loss(pred_returns: Tensor, labels: Tensor, regularization_strength: float = 1.0) -> Tensor:
+def rmse_loss(
+    pred_returns: Tensor,
+    labels: Tensor,
+    regularization_strength: float = 1.0,
+    reduction: RmseReduction = "mean",
+) -> Tensor:
     """R4's ranking MSE over groups ``[..., G, m]`` (each group: one segment per class).
 
     A rating maps to its rank position in the group (``0..m-1``, so a group holding classes
     0, 2, 3 is ranked like one holding 0, 1, 2), and the targets are the soft ranks of those
-    positions, ``S_eps(0..m-1)``, which equal ``1..m`` when ``eps <= 1``. Returns the mean over
-    groups of ``||S_eps(G_hat) - targets||^2``.
+    positions, ``S_eps(0..m-1)``, which equal ``1..m`` when ``eps <= 1``.
+
+    ``reduction="mean"`` (default) averages the squared errors over all ``G * m`` entries, as
+    R4's released code does; ``"sum_per_group"`` returns the mean over groups of
+    ``||S_eps(G_hat) - targets||^2`` (the paper's per-group norm; ratingrl before 2026-12-03),
+    exactly m times larger, which matters only against an added penalty: with it a given
+    lambda carries 1/m of the relative weight it has in R4's code.
     """
+    if reduction not in get_args(RmseReduction):
+        raise ValueError(f"reduction {reduction!r} not in {get_args(RmseReduction)}")
     labels = labels.to(pred_returns).expand(pred_returns.shape)
     m = pred_returns.shape[-1]
     if m < 2:
@@ -109,15 +152,19 @@ def rmse_loss(pred_returns: Tensor, labels: Tensor, regularization_strength: flo
     with torch.no_grad():
         positions = flat_labels.argsort(-1).argsort(-1).to(pred_returns.dtype)
         targets = soft_rank(positions, regularization_strength)
-    return ((ranks - targets) ** 2).sum(-1).mean()
+    squared = (ranks - targets) ** 2
+    return squared.mean() if reduction == "mean" else squared.sum(-1).mean()
 
 
 def weight_norm_penalty(weights: Iterable[Tensor]) -> Tensor:
     """``sum_W ||W||_2`` with one (non-squared) Frobenius norm per tensor and member.
 
-    Tensors shaped ``[E, in, out]`` contribute one norm per member; the result is the mean over
-    members, matching the losses. R4 uses it (lambda 0.005-0.05) to stop the return scale from
-    growing once the ranking is right.
+    Tensors shaped ``[E, ...]`` (three dimensions: weights ``[E, in, out]``, biases
+    ``[E, 1, out]``) contribute one norm per member; the result is the mean over members,
+    matching the losses. R4 uses it (lambda 0.01 on walker and cheetah, 0 on quadruped in its
+    released configurations) to stop the return scale from growing once the ranking is right;
+    R4's released code sums the norms of every parameter, biases included, so pass them all for
+    its form, the weight matrices alone for ratingrl's before 2026-12-03.
     """
     total = None
     for w in weights:
@@ -150,7 +197,8 @@ def multitask_loss(
     ``log_vars = (s_c, s_r)`` learnable. Ablations: ``"equal"`` (0.5 each), ``"classification"``
     and ``"regression"`` (one term only; ``log_vars`` is then ignored).
     """
-    l_cls = rbrl_loss(pred_returns, labels, n_classes, kappa)
+    # multi-task keeps differentiable boundaries (its form since it was added)
+    l_cls = rbrl_loss(pred_returns, labels, n_classes, kappa, boundary_gradient=True)
     target = rating_targets(_labels_like(pred_returns, labels), horizon, alpha)
     l_reg = F.mse_loss(pred_returns, target)
     if weighting == "learned":
