@@ -372,11 +372,13 @@ class Delivery(Base):
     """A row handed to a training source (by its ``source_tag``), recorded as it is handed over.
 
     ``kind`` names the table ``row_id`` points into: ``"rating"`` (a ratings row returned by
-    ``collect``) or ``"undo"`` (an undo row reported by ``retracted``). A source hands out the
-    rows that have no delivery under its tag yet, in the transaction that records them. So a row
-    that commits late is still handed out, once -- on PostgreSQL ids are drawn at insert, not at
-    commit, so a smaller id can commit after a larger one was read, and an id cursor skips it --
-    and a resumed run's source (same tag) goes on from what was really handed out.
+    ``collect``), ``"undo"`` (an undo row reported by ``retracted``), and ``"pair"`` /
+    ``"pair-undo"`` (pair answers and their undos, for the preference source). A source hands
+    out the rows that have no delivery under its tag yet, in the transaction that records them.
+    So a row that commits late is still handed out, once -- on PostgreSQL ids are drawn at
+    insert, not at commit, so a smaller id can commit after a larger one was read, and an id
+    cursor skips it -- and a resumed run's source (same tag) goes on from what was really handed
+    out.
     """
 
     __tablename__ = "deliveries"
