@@ -26,7 +26,7 @@ def local_ray():
     """One local Ray instance (2 CPUs) for the module: a sweep joins it rather than start its
     own, which saves the ~4 s of starting and stopping Ray per test."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -94,6 +94,8 @@ def sweep_command(
         outcome = run_sweep(parsed, root, options)
     except (SpecError, ValueError) as err:
         raise fail(str(err)) from None
+    except ConnectionError as err:  # no Ray cluster at --address
+        raise fail(f"--address {address}: {err}") from None
     console.print(
         f"{len(outcome.finished)} finished now, {len(outcome.skipped)} before, "
         f"{len(outcome.failed)} failed; store: {root}",

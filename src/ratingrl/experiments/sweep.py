@@ -159,6 +159,7 @@ def _connect(ray, options: SweepOptions) -> bool:
         ray.init(address=options.address, log_to_driver=False)
         return True
     ray.init(
+        address="local",  # a new instance, even where `ray start` left a cluster running
         num_cpus=options.cpus or os.cpu_count() or 1,
         include_dashboard=False,
         log_to_driver=False,
