@@ -64,9 +64,11 @@ class ResultStore:
 
     @property
     def index_path(self) -> Path:
+        """``index.parquet``: derived from the trial folders, rewritten as trials end."""
         return self.root / "index.parquet"
 
     def trial_dir(self, trial_id: str) -> Path:
+        """A trial's folder (for a policy trial, its run folder: ``--resume`` works on it)."""
         return self.root / "trials" / trial_id
 
     def trial_ids(self) -> list[str]:
@@ -91,9 +93,11 @@ class ResultStore:
         atomic_write_bytes(self.trial_dir(trial_id) / "error.txt", (trace or error).encode())
 
     def summary(self, trial_id: str) -> dict | None:
+        """What a finished trial measured (None until it finishes)."""
         return _read_json(self.trial_dir(trial_id) / "summary.json")
 
     def config(self, trial_id: str) -> dict | None:
+        """The configuration a started trial runs (None before it starts)."""
         return _read_json(self.trial_dir(trial_id) / "config.json")
 
     def status(self, trial_id: str, running: Iterable[str] = ()) -> str:
@@ -137,10 +141,11 @@ class ResultStore:
         return [row for row in rows if all(matches(row.get(k), v) for k, v in wanted.items())]
 
     def table(self):
-        """The index as a ``pyarrow.Table``."""
-        import pyarrow as pa
+        """The index as a ``pyarrow.Table`` (``.to_pandas()`` for those who have pandas)."""
+        import pyarrow.parquet as pq
 
-        return pa.Table.from_pylist(self.rows()) if self.rows() else pa.table({})
+        self.rows()  # rebuilt first if missing
+        return pq.read_table(self.index_path)
 
     def _row(self, trial_id: str, running: set[str]) -> dict:
         meta, summary = self.meta(trial_id), self.summary(trial_id) or {}

@@ -59,6 +59,7 @@ class Interval:
         return f"{self.point:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
     def to_dict(self) -> dict:
+        """The fields as a dict (``report.json``, the claims table)."""
         return {k: getattr(self, k) for k in ("point", "low", "high", "runs", "tasks")}
 
 

@@ -4,7 +4,7 @@
     kind = "policy"                      # policy (RunConfig trials) | fidelity (FidelityConfig)
     seeds = [0, 1, 2]                    # or a count: seeds = 3
     track = "sac300k"                    # optional: a track of ratingrl.experiments.tracks
-    store = "runs/sweeps/walker"         # optional (--store wins)
+    store = "runs/sweeps/walker"         # optional, from the current folder (--store wins)
 
     [resources]
     cpus_per_trial = 1                   # Ray reserves these per trial
