@@ -36,6 +36,9 @@ def test_people_answer_ratings_and_pairs_of_one_run(tmp_path, db_url, run_sql):
     assert run_sql(db_url, "SELECT count(*) FROM segments")[0][0] == 4
     assert run_sql(db_url, "SELECT count(*) FROM pairs")[0][0] == 2
     assert "0 labels" in result.output
+    # the queries are tagged by the run folder: a resumed run's sources find them again
+    tags = run_sql(db_url, "SELECT DISTINCT source_tag FROM segments")
+    assert len(tags) == 1 and tags[0][0].startswith("ratings-")
 
 
 def test_pairs_need_a_project_that_asks_for_them(tmp_path, db_url):

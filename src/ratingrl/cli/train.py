@@ -141,7 +141,8 @@ def _resolve(config: Path | None, options: dict[str, Any], assignments: list[str
 def _train(config, resume, out, overwrite, progress, ratings_db, ratings_project) -> dict:
     from ratingrl.rl.run import Run
 
-    sources = _people(config, ratings_db, ratings_project) if ratings_db else {}
+    run_dir = resume if resume is not None else out
+    sources = _people(config, ratings_db, ratings_project, run_dir) if ratings_db else {}
     if resume is not None:
         run = Run.resume(resume, progress=progress, **sources)
     else:
@@ -149,19 +150,26 @@ def _train(config, resume, out, overwrite, progress, ratings_db, ratings_project
     return run.learn()
 
 
-def _people(config: RunConfig, db: str, project: str | None) -> dict:
+def _people(config: RunConfig, db: str, project: str | None, run_dir: Path) -> dict:
     """The rating app as the run's sources: its comparison page for a method of pairs (bt),
-    else its rating page, plus its comparison page for the pairs of ``--preference-budget``."""
+    else its rating page, plus its comparison page for the pairs of ``--preference-budget``.
+
+    Each source's tag (which queued clips and pairs are this run's) comes from the run folder,
+    so a run resumed even before its first checkpoint collects what it had asked people for.
+    """
+    import hashlib
+
     from ratingrl.app.pair_source import AppPreferenceSource
     from ratingrl.app.source import AppRatingSource
     from ratingrl.rl.validation import method_data_kind
 
     config.validate()  # the method must be known before asking what it learns from
+    run = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
     if config.method != "oracle" and method_data_kind(config.method) == "pairs":
-        return {"source": AppPreferenceSource(db, project)}
-    sources = {"source": AppRatingSource(db, project)}
+        return {"source": AppPreferenceSource(db, project, tag=f"pairs-{run}")}
+    sources = {"source": AppRatingSource(db, project, tag=f"ratings-{run}")}
     if config.preference_budget > 0:
-        sources["pair_source"] = AppPreferenceSource(db, project)
+        sources["pair_source"] = AppPreferenceSource(db, project, tag=f"pairs-{run}")
     return sources
 
 
