@@ -17,7 +17,13 @@ import pytest
 
 from ratingrl.feedback.io import load_rated
 from ratingrl.rl.checkpoint import find_checkpoint, load_state
-from ratingrl.rl.config import CONFIG_VERSION, RunConfig, RunError, upgrade_config
+from ratingrl.rl.config import (
+    CONFIG_VERSION,
+    EARLIER_LOSS_FORMS,
+    RunConfig,
+    RunError,
+    upgrade_config,
+)
 from ratingrl.rl.run import Run
 from ratingrl.rl.state import STATE_VERSION, RunState, RunTiming
 
@@ -115,7 +121,10 @@ def test_a_version_1_config_is_upgraded_as_that_run_ran():
     assert "version" not in stored and "plugins" not in stored
     upgraded = upgrade_config(stored)
     assert upgraded["version"] == CONFIG_VERSION and upgraded["plugins"] == []  # JSON form
-    assert {k: upgraded[k] for k in stored} == stored  # what the file says is kept
+    kept = {k: upgraded[k] for k in stored if k != "method_settings"}
+    assert kept == {k: v for k, v in stored.items() if k != "method_settings"}  # as the file says
+    # its R4 trained in the loss form of its time, not in today's default (the released code's)
+    assert upgraded["method_settings"] == {**EARLIER_LOSS_FORMS["r4"], **stored["method_settings"]}
     config = RunConfig.load(RUNS_V1 / "ppo_r4" / "config.json")
     assert (config.method, config.total_steps, config.plugins) == ("r4", 1024, ())
     # multi-task runs from before method settings trained with alpha = 1/H
@@ -127,6 +136,23 @@ def test_a_version_1_config_is_upgraded_as_that_run_ran():
     assert old_rule.method_settings == {"alpha": None}
     settings = {**multitask, "method_settings": {"alpha": 1.0}}
     assert upgrade_config(settings)["method_settings"] == {"alpha": 1.0}  # stated: kept
-    assert upgrade_config({**stored, "method_settings": {}})["method_settings"] == {}
-    with pytest.raises(RunError, match="version 3, newer than this ratingrl"):
-        upgrade_config({**stored, "version": 3})
+    with pytest.raises(RunError, match="version 4, newer than this ratingrl"):
+        upgrade_config({**stored, "version": 4})
+
+
+def test_runs_before_version_3_keep_the_loss_forms_they_trained_with():
+    base = {k: v for k, v in RunConfig().to_dict().items() if k not in ("version", "method")}
+    r4 = {**base, "version": 2, "method": "r4", "method_settings": {"norm_penalty": 0.05}}
+    assert upgrade_config(r4)["method_settings"] == {
+        "loss_reduction": "sum_per_group",
+        "penalty_params": "weights",
+        "norm_penalty": 0.05,
+    }
+    rbrl = {**base, "version": 2, "method": "rbrl", "method_settings": {}}
+    assert upgrade_config(rbrl)["method_settings"] == {"boundary_gradient": True}
+    stated = {**rbrl, "method_settings": {"boundary_gradient": False}}  # stored settings win
+    assert upgrade_config(stated)["method_settings"] == {"boundary_gradient": False}
+    current = {**r4, "version": 3, "method_settings": {}}
+    assert upgrade_config(current)["method_settings"] == {}  # today's defaults: released forms
+    bt = {**base, "version": 2, "method": "bt", "method_settings": {}}
+    assert upgrade_config(bt)["method_settings"] == {}  # other methods did not change

@@ -31,8 +31,15 @@ __all__ = [
     "flag_of",
 ]
 
-CONFIG_VERSION = 2
-"""1: config.json without a version (until 2026-12-03); 2: ``version`` and ``plugins``."""
+CONFIG_VERSION = 3
+"""1: config.json without a version (until 2026-12-03); 2: ``version`` and ``plugins``;
+3: R4 and RbRL default to their authors' released loss forms (see :data:`EARLIER_LOSS_FORMS`)."""
+
+EARLIER_LOSS_FORMS = {
+    "r4": {"loss_reduction": "sum_per_group", "penalty_params": "weights"},
+    "rbrl": {"boundary_gradient": True},
+}
+"""The loss forms every run of a configuration version below 3 trained with."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +206,9 @@ def upgrade_config(stored: dict) -> dict:
 
     Version 1 files (no ``version``) lack fields added after they were written; the run used
     what was then the default, which is today's default except for multi-task's alpha: runs
-    from before method settings trained multi-task with alpha = 1/H (``alpha: None``).
+    from before method settings trained multi-task with alpha = 1/H (``alpha: None``). Runs
+    before version 3 trained R4 and RbRL in :data:`EARLIER_LOSS_FORMS` (settings they stored
+    themselves win).
     """
     version = int(stored.get("version", 1))
     if version > CONFIG_VERSION:
@@ -211,5 +220,8 @@ def upgrade_config(stored: dict) -> dict:
     if "method_settings" not in stored and stored.get("method") == "multitask":
         defaults["method_settings"] = {"alpha": None}
     filled = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
+    if version < 3 and filled["method"] in EARLIER_LOSS_FORMS:
+        earlier = EARLIER_LOSS_FORMS[filled["method"]]
+        filled["method_settings"] = {**earlier, **filled["method_settings"]}
     filled["version"] = CONFIG_VERSION
     return filled
