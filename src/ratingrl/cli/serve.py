@@ -93,6 +93,9 @@ def serve_command(
     group_commit: Annotated[
         int, typer.Option(help="SQLite: writes sharing one commit at most (1: one each)")
     ] = 64,
+    max_wait: Annotated[
+        float, typer.Option(help="seconds a request may wait for a database thread, then 503")
+    ] = 2.0,
 ) -> None:
     """Serve the rating page and JSON API (bound to 127.0.0.1 unless --host says otherwise)."""
     import uvicorn
@@ -107,10 +110,11 @@ def serve_command(
         backend = make_url(db).get_backend_name()
     except ArgumentError:
         raise fail(f"--db {db!r} is not a database URL (e.g. sqlite:///ratings.db)") from None
-    if min(workers, max_waiting, group_commit) < 1 or shutdown_timeout < 0:
+    if min(workers, max_waiting, group_commit) < 1 or shutdown_timeout < 0 or max_wait <= 0:
         raise fail(
-            "--workers, --max-waiting and --group-commit must be >= 1 and --shutdown-timeout "
-            f">= 0, got {workers}, {max_waiting}, {group_commit}, {shutdown_timeout}"
+            "--workers, --max-waiting and --group-commit must be >= 1, --shutdown-timeout >= 0 "
+            f"and --max-wait > 0, got {workers}, {max_waiting}, {group_commit}, "
+            f"{shutdown_timeout}, {max_wait}"
         )
     if workers > 1 and backend == "sqlite":
         raise fail(
@@ -132,7 +136,7 @@ def serve_command(
     os.environ[SERVE_ENV["db"]] = db
     os.environ[SERVE_ENV["clip_dir"]] = str(clip_dir)
     os.environ[SERVE_ENV["operator_token"]] = token
-    config = {"max_waiting": max_waiting, "group_commit": group_commit}
+    config = {"max_waiting": max_waiting, "group_commit": group_commit, "max_wait_s": max_wait}
     os.environ[SERVE_ENV["config"]] = json.dumps(config)
     uvicorn.run(
         "ratingrl.app.server:app_from_environment",
