@@ -60,23 +60,12 @@ from ratingrl.app.services import (
     KnownTokens,
     Services,
     rater_call,
-    rater_unit,
     require_operator,
 )
 from ratingrl.app.stats import project_stats
 from ratingrl.app.web import BodyLimit, SecurityHeaders, install_error_handlers
 
-__all__ = [
-    "ServerConfig",
-    "create_app",
-    "app_from_environment",
-    "SERVE_ENV",
-    "STATIC_DIR",
-    "Services",  # re-exported for routers of their own (pairs_api), from app.services
-    "Creds",
-    "rater_call",
-]
-_rater_unit = rater_unit  # the name pairs_api imports (sync endpoints)
+__all__ = ["ServerConfig", "create_app", "app_from_environment", "SERVE_ENV", "STATIC_DIR"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 _CLIP_KEY = re.compile(r"^(ref-)?([0-9a-f]{32})$")

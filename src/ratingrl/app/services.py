@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -32,7 +31,6 @@ __all__ = [
     "Services",
     "Creds",
     "rater_call",
-    "rater_unit",
     "require_operator",
     "unauthorized",
 ]
@@ -142,29 +140,6 @@ async def rater_call(
         if err.status_code == 401:
             services.tokens.forget(token)
         raise
-
-
-@contextmanager
-def rater_unit(
-    services: AppServices, creds: HTTPAuthorizationCredentials | None
-) -> Iterator[tuple[Session, Rater]]:
-    """For sync endpoints: a writing unit as the rater the token names (401 if none).
-
-    The token is checked first in a read unit, so a bad one never waits for the write lock.
-    Async endpoints use :func:`rater_call` instead, which also bounds the waiting.
-    """
-    token = creds.credentials if creds is not None else ""
-    if not token or len(token) > 200:
-        raise unauthorized("rater")
-    if not services.tokens.known(token):
-        with services.database.unit(write=False) as session:
-            _as_rater(session, token, _remember, (services.tokens, token))
-    with services.database.unit() as session:
-        rater = store.rater_for_token(session, token)
-        if rater is None:
-            services.tokens.forget(token)
-            raise unauthorized("rater")
-        yield session, rater
 
 
 async def require_operator(services: Services, creds: Creds) -> None:
