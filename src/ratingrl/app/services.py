@@ -83,11 +83,13 @@ class AppServices:
         return await self.writes.run(fn, *args)
 
     def close(self) -> None:
+        """At shutdown: the gates finish or drop their work (the lifespan closes the rest)."""
         for gate in (self.reads, self.writes, self.renders):
             gate.close()
 
 
 async def services_of(request: Request) -> AppServices:
+    """The app's services (a dependency; async, so FastAPI does not send it to a thread)."""
     return request.app.state.services
 
 
@@ -97,6 +99,7 @@ Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def unauthorized(what: str) -> HTTPException:
+    """401 for a missing or unknown ``what`` ("rater", "operator") token; says nothing more."""
     return HTTPException(
         401, f"missing or unknown {what} token", headers={"WWW-Authenticate": "Bearer"}
     )
@@ -143,6 +146,7 @@ async def rater_call(
 
 
 async def require_operator(services: Services, creds: Creds) -> None:
+    """A dependency refusing (401) all but the operator token, compared in constant time."""
     given = store.hash_token(creds.credentials) if creds else ""
     if not hmac.compare_digest(given, services.operator_hash):
         raise unauthorized("operator")
