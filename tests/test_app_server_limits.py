@@ -338,3 +338,13 @@ def test_the_worker_factory_needs_its_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(RuntimeError, match=SERVE_ENV["db"]):
         app_from_environment()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_waiting", 0), ("max_wait_s", 0), ("group_commit", True), ("read_threads", "2")],
+)
+def test_server_limits_are_checked_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"ServerConfig.{field} must be a number"):
+        ServerConfig(**{field: value})
+    assert ServerConfig(max_wait_s=0.5, max_waiting=1).max_wait_s == 0.5

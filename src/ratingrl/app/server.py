@@ -97,8 +97,11 @@ class ServerConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
-                raise ValueError(f"ServerConfig.{f.name} must be a number >= 1, got {value!r}")
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            seconds = f.name == "max_wait_s"  # a duration; the rest are counts
+            if not (number and (value > 0 if seconds else value >= 1)):
+                rule = "> 0" if seconds else ">= 1"
+                raise ValueError(f"ServerConfig.{f.name} must be a number {rule}, got {value!r}")
 
     def gates(self, database: Database) -> tuple[WorkGate, WorkGate | GroupCommitGate, WorkGate]:
         """The read, write and render gates of a server of ``database``."""
