@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -42,10 +44,15 @@ def numbers(text: str, option: str, kind: type = int) -> tuple:
 
 
 def set_threads(threads: int) -> None:
-    """PyTorch threads for this process (imported late: ``ratingrl --help`` stays fast)."""
+    """PyTorch threads for this process (imported late: ``ratingrl --help`` stays fast); with
+    one thread, XLA's too (``--backend sbx``), set before JAX is first imported."""
     import torch
 
     torch.set_num_threads(max(1, threads))
+    if threads <= 1 and "jax" not in sys.modules:
+        from ratingrl.rl.backends import single_thread_xla_flags
+
+        os.environ["XLA_FLAGS"] = single_thread_xla_flags(os.environ.get("XLA_FLAGS"))
 
 
 def load_plugins_or_fail(plugins: str) -> tuple[str, ...]:

@@ -93,6 +93,13 @@ class TrainerConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "L2 regularisation (Adam)"})
     val_fraction: float = field(default=0.1, metadata={"help": "labels held out for selection"})
     patience: int = field(default=10, metadata={"help": "epochs without improvement to stop"})
+    steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "gradient steps in all: epochs run until this many batches are done (the "
+            "last one cut short) and ``epochs`` is not used; None: ``epochs`` whole epochs"
+        },
+    )
     bootstrap: bool = field(default=True, metadata={"help": "each member on its own resample"})
     seed: int = 0
     net: RewardNetConfig = field(default_factory=RewardNetConfig)
@@ -102,6 +109,8 @@ class TrainerConfig:
             raise TrainingError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.epochs < 1 or self.batch_size < 2:
             raise TrainingError(f"epochs >= 1 and batch_size >= 2 needed, got {self}")
+        if self.steps is not None and self.steps < 1:
+            raise TrainingError(f"steps must be >= 1 or None, got {self.steps}")
 
 
 @dataclass
@@ -113,6 +122,7 @@ class TrainResult:
     best_epoch: int
     best_val_score: float
     extra: dict = field(default_factory=dict)
+    steps: int = 0  # gradient steps taken, over all epochs
 
 
 Labels = RatedSegments | PreferencePairs
@@ -303,9 +313,14 @@ def _fit(runs: Sequence[_TermRun], model: RewardEnsemble, config: TrainerConfig,
     has_validation = any(len(run.val_idx) for run in runs)
     history: list[dict] = []
     best = (-math.inf, 0, copy.deepcopy(model.state_dict()))
-    for epoch in range(1, config.epochs + 1):
+    budget, done = config.steps, 0
+    for epoch in range(1, config.epochs + 1) if budget is None else itertools.count(1):
         model.train()
-        batch_losses = [_step(runs, model, optimizer, b) for b in _epoch_batches(runs)]
+        batches = _epoch_batches(runs)
+        if budget is not None:  # a fixed number of steps: the last epoch may stop part-way
+            batches = itertools.islice(batches, budget - done)
+        batch_losses = [_step(runs, model, optimizer, b) for b in batches]
+        done += len(batch_losses)
         model.eval()
         row = {"epoch": epoch, "loss": float(np.mean(batch_losses)), **_validate(runs, model)}
         history.append(row)
@@ -318,9 +333,11 @@ def _fit(runs: Sequence[_TermRun], model: RewardEnsemble, config: TrainerConfig,
             best = (score, epoch, copy.deepcopy(model.state_dict()))
         elif epoch - best[1] >= config.patience:
             break
+        if budget is not None and done >= budget:
+            break
     model.load_state_dict(best[2])
     model.eval()
-    return TrainResult(model, history, best[1], float(best[0]), _extra(runs, config))
+    return TrainResult(model, history, best[1], float(best[0]), _extra(runs, config), done)
 
 
 def _extra(runs: Sequence[_TermRun], config: TrainerConfig) -> dict:

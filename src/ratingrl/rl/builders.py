@@ -15,8 +15,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3 import PPO, SAC
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger, make_output_format
 
 from ratingrl.feedback.envs import PhysicsStateWrapper, has_physics_state, make_env
@@ -38,6 +36,7 @@ from ratingrl.rewards.methods import R4, RewardMethod
 from ratingrl.rewards.methods import make_method as make_registered_method
 from ratingrl.rewards.nets import RewardEnsemble, RewardNetConfig
 from ratingrl.rewards.training import TrainerConfig, train_mixed, train_reward_model
+from ratingrl.rl.backends import load_algorithm, make_algorithm
 from ratingrl.rl.config import RunConfig
 from ratingrl.rl.online import RewardUpdater
 from ratingrl.rl.validation import RunError, method_data_kind
@@ -60,6 +59,7 @@ __all__ = [
     "train_offline_reward",
     "make_updater",
     "make_algorithm",
+    "load_algorithm",
     "make_logger",
     "R4_ONLINE_GROUPS",
 ]
@@ -274,7 +274,8 @@ def make_env_factory(config: RunConfig, record_states: bool = False) -> Callable
 
 # -- the reward --------------------------------------------------------------------------------
 def make_trainer_config(config: RunConfig) -> TrainerConfig:
-    """The reward trainer's settings for this run (online updates hold no validation split)."""
+    """The reward trainer's settings for this run (online updates hold no validation split;
+    with ``reward_update_steps`` each takes that many gradient steps)."""
     net = RewardNetConfig(
         hidden=config.reward_hidden, output=config.reward_output, ensemble_size=config.ensemble_size
     )
@@ -285,6 +286,7 @@ def make_trainer_config(config: RunConfig) -> TrainerConfig:
         net=net,
         patience=10,
         val_fraction=_val_fraction(config),
+        steps=config.reward_update_steps if config.mode == "online" else None,
     )
 
 
@@ -368,6 +370,7 @@ def make_updater(config: RunConfig) -> RewardUpdater:
             result = train_reward_model(pairs, make_method(config, "bt"), seeded, model=model)
         row = {
             "epochs": len(result.history),
+            "steps": result.steps,
             "best_epoch": result.best_epoch,
             "loss": result.history[-1]["loss"],
         }
@@ -378,33 +381,7 @@ def make_updater(config: RunConfig) -> RewardUpdater:
     return update
 
 
-# -- the policy --------------------------------------------------------------------------------
-def make_algorithm(config: RunConfig, env) -> BaseAlgorithm:
-    """A new SB3 SAC or PPO with the run's networks and seed (CPU: the nets are small)."""
-    policy_kwargs = {"net_arch": list(config.net_arch)}
-    common = {"seed": config.seed, "device": "cpu", "verbose": 0, "policy_kwargs": policy_kwargs}
-    if config.algo == "sac":
-        return SAC(
-            "MlpPolicy",
-            env,
-            batch_size=config.batch_size,
-            learning_starts=config.learning_starts,
-            buffer_size=config.buffer_size,
-            **common,
-        )
-    return PPO("MlpPolicy", env, n_steps=config.n_steps, **common)
-
-
-def load_algorithm(config: RunConfig, checkpoint: Path, env) -> BaseAlgorithm:
-    """The algorithm saved in ``checkpoint``, on ``env`` (reset before training continues),
-    with SAC's replay buffer."""
-    algo_cls = SAC if config.algo == "sac" else PPO
-    algo = algo_cls.load(checkpoint / "policy.zip", env=env, device="cpu", force_reset=True)
-    if (checkpoint / "replay_buffer.pkl").exists():
-        algo.load_replay_buffer(checkpoint / "replay_buffer.pkl")
-    return algo
-
-
+# -- the policy (SB3 or SBX: rl/backends.py) -------------------------------------------------
 def make_logger(run_dir: Path, start: int) -> Logger:
     """CSV and TensorBoard logs; each start of a run (resumes) writes its own CSV."""
     suffix = "" if start == 0 else f".resume{start}"

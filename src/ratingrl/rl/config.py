@@ -48,6 +48,11 @@ class RunConfig:
 
     env_id: str = _f("dmc/cartpole-balance", "Gymnasium id or dmc/domain-task", "--env")
     algo: str = _f("sac", "sac | ppo")
+    backend: str = _f(
+        "sb3",
+        "sb3 (Stable-Baselines3, PyTorch) | sbx (its JAX twin: the same algorithms, faster per "
+        "CPU second; pip install 'ratingrl[jax]')",
+    )
     method: str = _f(
         "r4",
         "reward method: r4 | rbrl | multitask | bt | regression | oracle (the env's reward), or "
@@ -77,6 +82,12 @@ class RunConfig:
     ensemble_size: int = _f(3, "reward ensemble members")
     reward_output: str = _f("tanh", "per-step reward squashing: tanh | none | sigmoid")
     reward_epochs: int = _f(50, "max epochs per reward update (an epoch passes over all labels)")
+    reward_update_steps: int | None = _f(
+        None,
+        "online: gradient steps per reward update, whatever the number of labels (epochs run "
+        "until this many batches, the last one cut short; replaces --reward-epochs there). "
+        "None: --reward-epochs passes over all labels, so updates grow with the labels",
+    )
     reward_val_fraction: float | None = _f(
         None,
         "labels held out to pick the best epoch; None: 0.1 offline, 0 online (every update "

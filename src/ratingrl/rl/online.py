@@ -8,8 +8,9 @@ preference queries), and ``request``-s labels from the channel's
 every rollout end, so a simulated teacher (answers at once) and people rating in the app (answer
 later) run through the same code. New labels are written to disk *before* anything is trained on
 them (no label is lost to a crash), then the reward is updated -- the update's length grows with
-the labels, since an epoch is a pass over all of them -- the environment wrapper gets the new
-reward and SAC's whole replay buffer is relabelled.
+the labels, since an epoch is a pass over all of them, unless the run fixes its gradient steps
+(``reward_update_steps``) -- the environment wrapper gets the new reward and SAC's whole replay
+buffer is relabelled.
 
 A run may ask for several kinds of feedback at once (ratings *and* preference pairs): each kind
 is a :class:`~ratingrl.feedback.store.FeedbackChannel` (source, selector, store, queries per
@@ -39,6 +40,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
@@ -103,6 +105,7 @@ class OnlineFeedback(BaseCallback):
         self.trained_on = self.labels if model is not None else 0
         self.trained_retracted = self.retracted if model is not None else 0
         self.update_seconds = 0.0
+        self.update_cpu_seconds = self.query_cpu_seconds = 0.0  # process CPU time
 
     @property
     def labels(self) -> int:
@@ -141,9 +144,11 @@ class OnlineFeedback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
+        started = time.process_time()
         while due := [c for c in self.channels if c.due(self.schedule.steps, self.num_timesteps)]:
             if not self._query(due):
                 break  # not enough finished episodes yet: try again at the next rollout end
+        self.query_cpu_seconds += time.process_time() - started
         self.poll()
 
     # -- the loop ------------------------------------------------------------------------------
@@ -152,6 +157,18 @@ class OnlineFeedback(BaseCallback):
         if self.reward_model is None:
             return np.zeros((1, len(obs)))
         return self.reward_model.predict_returns(obs, acts)
+
+    def _returns_of(self, candidates: SegmentSet) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """:meth:`returns_fn` that scores ``candidates`` -- windows overlapping in their
+        episodes -- one step at a time: every step once, not once per window holding it."""
+
+        def returns(obs: np.ndarray, acts: np.ndarray) -> np.ndarray:
+            own = obs is candidates.obs and acts is candidates.acts
+            if self.reward_model is None or not own:
+                return self.returns_fn(obs, acts)
+            return window_returns(self.reward_model, candidates)
+
+        return returns
 
     def _query(self, due: list[FeedbackChannel]) -> bool:
         """Ask every due channel its round's queries, all from the same candidate windows."""
@@ -167,7 +184,8 @@ class OnlineFeedback(BaseCallback):
             if not channel.episode_based():
                 m = min(len(windows), self.candidate_factor * k)
                 candidates = windows.subset(np.sort(self.rng.choice(len(windows), m, False)))
-            picked = np.asarray(channel.selector.select(candidates, k, self.returns_fn, self.rng))
+            returns_fn = self._returns_of(candidates)
+            picked = np.asarray(channel.selector.select(candidates, k, returns_fn, self.rng))
             channel.source.request(_queries(candidates, picked))
             channel.store.rounds_done += 1
         self.logger.record("feedback/requested", sum(counts))
@@ -206,7 +224,7 @@ class OnlineFeedback(BaseCallback):
             self.logger.record("feedback/waiting_for_second_class", 1)
             self._mark_trained()  # retry when new labels arrive, not every step
             return
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # empty classes early on are expected
             try:
@@ -219,6 +237,7 @@ class OnlineFeedback(BaseCallback):
         self.reward_env.reward_fn = self.reward_model.predict_rewards
         relabelled = self._relabel()
         self.update_seconds += time.perf_counter() - started
+        self.update_cpu_seconds += time.process_time() - started_cpu
         self.logger.record("feedback/labels", self.labels)
         self.logger.record("feedback/rounds", min(c.store.rounds_done for c in self.channels))
         self._record_each("labels", {c.name: len(c.store) for c in self.channels})
@@ -258,6 +277,27 @@ def _check_channels(schedule: Schedule, channels: Sequence[FeedbackChannel]) -> 
     names = [c.name for c in channels]
     if len(set(names)) != len(names):
         raise ScheduleError(f"feedback channels need distinct names, got {names}")
+
+
+@torch.no_grad()
+def window_returns(model: RewardEnsemble, windows: SegmentSet, rows: int = 65536) -> np.ndarray:
+    """Ensemble returns ``[E, N]`` of windows cut from episodes, each distinct step scored once.
+
+    Candidate windows start every ``candidate_stride`` steps and span ``horizon``, so scoring
+    each window on its own scores a step ``horizon / stride`` times (5x in the tracks); the
+    query then cost about half as much CPU as a reward update. Steps are told apart by
+    (episode_id, start + t); the sums are the same as ``model.predict_returns``'s.
+    """
+    n, h = windows.obs.shape[:2]
+    keys = (windows.episode_id.astype(np.int64)[:, None] << 32) + (
+        windows.start.astype(np.int64)[:, None] + np.arange(h)
+    )
+    _, first, inverse = np.unique(keys.ravel(), return_index=True, return_inverse=True)
+    obs = torch.as_tensor(windows.obs.reshape(n * h, -1)[first], dtype=torch.float32)
+    acts = torch.as_tensor(windows.acts.reshape(n * h, -1)[first], dtype=torch.float32)
+    chunks = [model(obs[s : s + rows], acts[s : s + rows]) for s in range(0, len(obs), rows)]
+    steps = torch.cat(chunks, dim=-1)
+    return steps[:, torch.as_tensor(inverse.ravel())].reshape(-1, n, h).sum(-1).numpy()
 
 
 def _queries(candidates: SegmentSet, picked: np.ndarray) -> SegmentSet | SegmentPairs:

@@ -110,7 +110,7 @@ class PPORolloutScorer(BaseCallback):
             buffer,
             reward_fn,
             self.model.action_space,
-            self.locals["values"],
+            torch.as_tensor(self.locals["values"]),  # SBX's PPO keeps them as numpy
             self.locals["dones"],
         )
         self.logger.record("reward_model/rollout_reward_mean", float(learned.mean()))

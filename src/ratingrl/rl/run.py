@@ -6,7 +6,7 @@
 
 Read top to bottom: :meth:`Run.create` / :meth:`Run.resume` check the configuration, the
 environment and any dataset before a file is written; ``__init__`` builds the parts (feedback
-channels, environments with the learned-reward wrapper, the reward model, the SB3 algorithm,
+channels, environments with the learned-reward wrapper, the reward model, the SB3 or SBX algorithm,
 the online loop) and puts each back to its checkpointed state; :meth:`Run.learn` trains the
 policy with periodic evaluation and checkpoints and writes ``summary.json``.
 
@@ -33,6 +33,7 @@ from ratingrl.feedback.sources import FeedbackSource
 from ratingrl.progress import progress_bar
 from ratingrl.rewards.nets import RewardEnsemble
 from ratingrl.rl import builders
+from ratingrl.rl.backends import algorithm_rng_state, set_algorithm_rng_state
 from ratingrl.rl.checkpoint import (
     find_checkpoint,
     load_state,
@@ -221,6 +222,7 @@ class Run:
         self.algo = builders.load_algorithm(self.config, checkpoint, self.reward_env)
         if state.global_rng is not None:
             set_rng_state(state.global_rng)
+        set_algorithm_rng_state(self.algo, state.algorithm_rng)
 
     def _build_loop(
         self, model: RewardEnsemble | None, state: RunState, updater: RewardUpdater | None
@@ -262,12 +264,19 @@ class Run:
         before, evaluator = self._timing_before, self.evaluator
         busy = time.perf_counter() - self._learn_start - evaluator.seconds
         busy_cpu = time.process_time() - self._learn_cpu - evaluator.cpu_seconds
-        updates = self.loop.update_seconds if self.loop is not None else 0.0
+        loop = self.loop
+        online = (
+            (loop.update_seconds, loop.update_cpu_seconds, loop.query_cpu_seconds)
+            if loop is not None
+            else (0.0, 0.0, 0.0)
+        )
         return RunTiming(
             steps=before.steps + int(self.algo.num_timesteps) - self._start_steps,
             busy_s=before.busy_s + busy,
             busy_cpu_s=before.busy_cpu_s + busy_cpu,
-            reward_update_s=before.reward_update_s + updates,
+            reward_update_s=before.reward_update_s + online[0],
+            reward_update_cpu_s=before.reward_update_cpu_s + online[1],
+            query_cpu_s=before.query_cpu_s + online[2],
         )
 
     def state_dict(self) -> RunState:
@@ -275,6 +284,7 @@ class Run:
         return RunState(
             starts=self.starts,
             global_rng=rng_state(),
+            algorithm_rng=algorithm_rng_state(self.algo),
             query_rng=dict(self.query_rng.bit_generator.state),
             sources=[c.source.state_dict() for c in self.channels],
             loop=self.loop.state_dict() if self.loop is not None else {},
@@ -387,6 +397,8 @@ class Run:
             # CPU time does not stretch when other jobs share the machine: compare runs with this
             "env_steps_per_cpu_s": trained / busy_cpu if trained > 0 and busy_cpu > 0 else None,
             "reward_update_s": timing.reward_update_s,
+            "reward_update_cpu_s": timing.reward_update_cpu_s,
+            "query_cpu_s": timing.query_cpu_s,
             "reward_model": self.reward_log,
             "evaluations": history,
             "config": self.config.to_dict(),

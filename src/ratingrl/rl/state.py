@@ -24,26 +24,32 @@ class RunTiming:
 
     Stored in every checkpoint, so a run resumed after a kill reports the speed of all its
     steps; steps trained after the last checkpoint are trained again and counted once.
-    ``busy`` excludes evaluation; ``reward_update_s`` is the part spent training the reward.
+    ``busy`` excludes evaluation; ``reward_update_s`` is the part spent training the reward
+    (and relabelling), ``reward_update_cpu_s`` the same in CPU time, ``query_cpu_s`` the CPU
+    time spent choosing queries: what a learned reward costs besides its per-step scoring.
     """
 
     steps: int = 0
     busy_s: float = 0.0
     busy_cpu_s: float = 0.0
     reward_update_s: float = 0.0
+    reward_update_cpu_s: float = 0.0
+    query_cpu_s: float = 0.0
 
 
 @dataclass
 class RunState:
     """A run's resumable state (besides policy, replay buffer and reward model files).
 
-    ``starts`` counts earlier sessions; ``sources`` holds one ``state_dict`` per feedback
+    ``starts`` counts earlier sessions; ``algorithm_rng`` is the policy library's own random
+    state where it keeps one (SBX's JAX key); ``sources`` holds one ``state_dict`` per feedback
     channel, in channel order; ``loop`` is the online loop's; ``evaluations`` the learning
     curve so far; ``wall_time_s`` and ``timing`` sum every earlier session.
     """
 
     starts: int = 0
     global_rng: dict | None = None
+    algorithm_rng: dict | None = None
     query_rng: dict | None = None
     sources: list[dict] = field(default_factory=list)
     loop: dict = field(default_factory=dict)

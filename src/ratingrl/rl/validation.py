@@ -7,6 +7,7 @@ Checks that need the environment or a dataset (shapes, the env a dataset came fr
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from ratingrl.feedback.queries import PAIR_SELECTORS, SELECTORS
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["RunError", "validate_config", "method_data_kind"]
 
 ALGOS = ("sac", "ppo")
+BACKENDS = ("sb3", "sbx")
 MODES = ("offline", "online")
 SCHEDULES = ("r4", "interval", "explicit")
 
@@ -47,6 +49,7 @@ def validate_config(config: RunConfig) -> None:
     except TrainingError as err:
         raise RunError(f"--plugins: {err}") from None
     _check_choices(config)
+    _check_backend(config)
     _check_preference_budget(config)
     _check_equal_threshold(config)
     _check_method_settings(config)
@@ -77,6 +80,10 @@ def _check_choices(config: RunConfig) -> None:
             config.reward_val_fraction is None or 0.0 <= config.reward_val_fraction < 1.0,
             f"reward_val_fraction must be in [0, 1), got {config.reward_val_fraction}",
         ),
+        (
+            config.reward_update_steps is None or config.reward_update_steps >= 1,
+            f"reward_update_steps must be >= 1 or None, got {config.reward_update_steps}",
+        ),
         (config.schedule in SCHEDULES, f"unknown schedule {config.schedule!r}: {SCHEDULES}"),
         (
             config.selector in (*SELECTORS, "auto"),
@@ -88,7 +95,23 @@ def _check_choices(config: RunConfig) -> None:
             raise RunError(message)
 
 
+def _check_backend(config: RunConfig) -> None:
+    """SBX is an optional extra: say how to install it before anything is built."""
+    if config.backend not in BACKENDS:
+        raise RunError(f"unknown backend {config.backend!r}; choose one of {list(BACKENDS)}")
+    if config.backend == "sbx" and importlib.util.find_spec("sbx") is None:
+        raise RunError(
+            "backend 'sbx' (--backend sbx) needs SBX and JAX, which are not installed: "
+            "pip install 'ratingrl[jax]' (or use --backend sb3)"
+        )
+
+
 def _check_offline(config: RunConfig) -> None:
+    if config.reward_update_steps is not None:
+        raise RunError(
+            f"reward_update_steps={config.reward_update_steps} (--reward-update-steps) sets "
+            "the online reward updates; an offline run trains --reward-epochs once"
+        )
     pairs = method_data_kind(config.method) == "pairs"
     if config.dataset is None and config.preferences is None:
         raise RunError("offline training needs --dataset (ratings) or --preferences")
