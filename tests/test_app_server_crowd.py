@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -146,3 +147,35 @@ def test_sigterm_stops_the_server_within_seconds_during_a_crowd(server):
     assert proc.returncode is not None
     assert exited < 8.0, exited  # uvicorn's graceful shutdown: 5 s at most for requests
     assert set(answered) <= {401, 503, "closed"}
+
+
+@pytest.mark.slow
+def test_sigterm_lets_a_rating_in_flight_finish_and_store(server, tmp_path):
+    """Graceful shutdown: a POST waiting for the write lock when SIGTERM comes is answered 201
+    once it gets the lock, and the rating is stored; then the server exits."""
+    proc, port, tokens = server
+    status, clip, _ = asyncio.run(_request(port, "GET", "/api/next", tokens["alice"]))
+    assert status == 200
+    holder = sqlite3.connect(tmp_path / "ratings.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer (a CLI command, a training source)
+    holder.execute("UPDATE projects SET instructions = instructions")
+    body = json.dumps({"clip_id": clip["clip_id"], "rating": 3}).encode()
+
+    async def rate_during_shutdown() -> tuple[int, float]:
+        post = asyncio.ensure_future(_request(port, "POST", "/api/ratings", tokens["alice"], body))
+        await asyncio.sleep(0.5)  # the rating waits for the lock on the writer thread
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1.0)
+        holder.rollback()  # the other writer is done: the rating goes through
+        status, _, _ = await post
+        await asyncio.to_thread(proc.wait, 20)
+        return status, time.monotonic() - started
+
+    status, exited = asyncio.run(rate_during_shutdown())
+    holder.close()
+    assert status == 201
+    assert exited < 6.0, exited
+    with sqlite3.connect(tmp_path / "ratings.db") as conn:
+        stored = conn.execute("SELECT value FROM ratings WHERE status = 'rated'").fetchall()
+    assert stored == [(3,)]
