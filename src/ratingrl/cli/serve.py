@@ -64,6 +64,30 @@ def _operator_token(path: Path | None, on_command_line: str | None) -> str | Non
     return token or None
 
 
+def _check_limits(
+    db: str, workers: int, max_waiting: int, group_commit: int, shutdown: float, max_wait: float
+) -> None:
+    """Refuse impossible settings before anything is opened, naming the option."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(db).get_backend_name()
+    except ArgumentError:
+        raise fail(f"--db {db!r} is not a database URL (e.g. sqlite:///ratings.db)") from None
+    if min(workers, max_waiting, group_commit) < 1 or shutdown < 0 or max_wait <= 0:
+        raise fail(
+            "--workers, --max-waiting and --group-commit must be >= 1, --shutdown-timeout >= 0 "
+            f"and --max-wait > 0, got {workers}, {max_waiting}, {group_commit}, {shutdown}, "
+            f"{max_wait}"
+        )
+    if workers > 1 and backend == "sqlite":
+        raise fail(
+            f"--workers {workers} needs PostgreSQL: SQLite takes one writer at a time, so it is "
+            "served by one process (drop --workers, or use a postgresql+psycopg:// --db)"
+        )
+
+
 def serve_command(
     db: DbOpt = DEFAULT_DB,
     clip_dir: Annotated[Path, typer.Option(help="folder of the clip cache")] = Path("clips"),
@@ -99,28 +123,12 @@ def serve_command(
 ) -> None:
     """Serve the rating page and JSON API (bound to 127.0.0.1 unless --host says otherwise)."""
     import uvicorn
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
 
     from ratingrl.app.errors import AppError
     from ratingrl.app.schema import upgrade_database
     from ratingrl.app.server import SERVE_ENV
 
-    try:
-        backend = make_url(db).get_backend_name()
-    except ArgumentError:
-        raise fail(f"--db {db!r} is not a database URL (e.g. sqlite:///ratings.db)") from None
-    if min(workers, max_waiting, group_commit) < 1 or shutdown_timeout < 0 or max_wait <= 0:
-        raise fail(
-            "--workers, --max-waiting and --group-commit must be >= 1, --shutdown-timeout >= 0 "
-            f"and --max-wait > 0, got {workers}, {max_waiting}, {group_commit}, "
-            f"{shutdown_timeout}, {max_wait}"
-        )
-    if workers > 1 and backend == "sqlite":
-        raise fail(
-            f"--workers {workers} needs PostgreSQL: SQLite takes one writer at a time, so it is "
-            "served by one process (drop --workers, or use a postgresql+psycopg:// --db)"
-        )
+    _check_limits(db, workers, max_waiting, group_commit, shutdown_timeout, max_wait)
     given = _operator_token(operator_token_file, operator_token)  # before touching the database
     try:
         upgrade = upgrade_database(db)
