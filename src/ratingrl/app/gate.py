@@ -217,8 +217,8 @@ class GroupCommitGate(_Gate):
                             outcomes.append((job, job.fn(session, *job.args), None))
                     except Exception as err:  # refused: its savepoint is rolled back
                         outcomes.append((job, None, err))
-        except Exception as err:  # the unit failed (lock, commit): nothing of it is stored
-            for job in batch:
+        except BaseException as err:  # the unit failed (lock, commit): nothing of it is stored
+            for job in batch:  # (and the thread goes on: a dead writer would hang every write)
                 job.future.set_exception(err)
             return
         for job, result, err in outcomes:  # committed: now the answers may go out
