@@ -181,6 +181,52 @@ def test_writes_that_wait_together_share_one_commit_and_a_refused_one_is_rolled_
     assert gate.pending == 0
 
 
+def test_a_failed_group_commit_fails_each_of_its_writes_and_the_writer_goes_on(tmp_path):
+    from contextlib import contextmanager
+
+    db = f"sqlite:///{tmp_path / 'ratings.db'}"
+    seed_demo(db, DemoSpec())
+    database = open_database(db)
+    release = threading.Event()
+
+    @contextmanager
+    def unit():
+        with database.unit() as session:
+            yield session
+            if session.info.get("doomed"):  # fails at its end, as a refused commit would
+                raise OSError("disk I/O error at commit")
+
+    def blocker(_session) -> None:  # keeps the writer busy while two writes queue
+        release.wait(5)
+
+    def rename(session, suffix: str) -> None:
+        session.execute(text("UPDATE raters SET name = name || :s"), {"s": suffix})
+        session.info["doomed"] = True
+
+    def names(session) -> list[str]:
+        return sorted(session.scalars(text("SELECT name FROM raters")).all())
+
+    gate = GroupCommitGate("write", unit, max_waiting=100, max_wait_s=30)
+
+    async def scenario() -> list:
+        busy = asyncio.ensure_future(gate.run(blocker))
+        await asyncio.sleep(0.05)
+        batch = [asyncio.ensure_future(gate.run(rename, s)) for s in ("!", "?")]
+        await asyncio.sleep(0.05)
+        release.set()
+        await busy
+        return await asyncio.gather(*batch, return_exceptions=True) + [await gate.run(names)]
+
+    try:
+        first, second, after = asyncio.run(scenario())
+    finally:
+        gate.close()
+        database.close()
+    assert isinstance(first, OSError) and first is second  # one transaction, one failure
+    assert gate.batches == 3  # the blocker, the failed pair, the read after it
+    assert after == ["alice", "bob"]  # nothing of the failed transaction was stored
+
+
 # -- reads and the write lock -------------------------------------------------------------------
 def test_reads_run_while_another_connection_holds_the_write_lock(
     tmp_path, serve, write_lock_held
