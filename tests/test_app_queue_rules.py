@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 
 from ratingrl.app import store
 from ratingrl.app.db import QueueItem
@@ -239,14 +240,11 @@ def test_a_request_that_loses_the_race_takes_the_winners_item(db_url, run_sql, m
     tokens = seed_demo(db_url, DemoSpec(n_segments=3))
     real_pick = queue.pick_fresh
 
-    def pick_after_a_winner(session, project, rater):
+    def pick_after_a_winner(conn, rater):
         """The other request of this rater inserts its item between our pick and our insert."""
-        segment_id = real_pick(session, project, rater)
-        winner = QueueItem(
-            public_id="f" * 32, rater_id=rater.id, segment_id=segment_id, shown_at=1.0
-        )
-        session.add(winner)
-        session.flush()
+        segment_id = real_pick(conn, rater)
+        winner = {"public_id": "f" * 32, "rater_id": rater.id, "segment_id": segment_id}
+        conn.execute(insert(QueueItem).values(**winner, shown_at=1.0))
         return segment_id
 
     monkeypatch.setattr(queue, "pick_fresh", pick_after_a_winner)

@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from sqlalchemy.orm import Session
 
 from ratingrl.app import store
-from ratingrl.app.db import QueueItem, Rater, bytes_to_array
+from ratingrl.app.db import bytes_to_array
 from ratingrl.app.gate import GroupCommitGate, WorkGate
 from ratingrl.app.render import ClipCache, ClipRenderer, ClipSpec, RenderError
 from ratingrl.app.schema import Database, open_database
@@ -63,6 +63,7 @@ from ratingrl.app.services import (
     require_operator,
 )
 from ratingrl.app.stats import project_stats
+from ratingrl.app.store import RaterContext
 from ratingrl.app.web import BodyLimit, SecurityHeaders, install_error_handlers
 
 __all__ = ["ServerConfig", "create_app", "app_from_environment", "SERVE_ENV", "STATIC_DIR"]
@@ -127,32 +128,38 @@ class RatingIn(BaseModel):
 routes = APIRouter()
 
 
-def _clip_payload(session: Session, rater: Rater, item: QueueItem | None) -> dict:
-    project = store.project_of(session, rater)
+def _clip_payload(rater: RaterContext, public_id: str | None, progress: dict) -> dict:
+    """What ``/api/next`` and ``/api/undo`` answer: the clip, the project's fields (read with
+    the token) and the rater's progress."""
     return {
-        "clip_id": None if item is None else item.public_id,
-        "video_url": None if item is None else f"/clips/{item.public_id}.mp4",
-        "scale": store.project_scale(project).to_dict(),
-        "fps": project.fps,
-        "project": project.name,
-        "instructions": project.instructions,
+        "clip_id": public_id,
+        "video_url": None if public_id is None else f"/clips/{public_id}.mp4",
+        "scale": rater.scale.to_dict(),
+        "fps": rater.fps,
+        "project": rater.project_name,
+        "instructions": rater.instructions,
         "rater": rater.name,
-        "progress": store.progress(session, rater),
+        "progress": progress,
     }
 
 
-def _next(session: Session, rater: Rater) -> dict:
-    return _clip_payload(session, rater, store.next_item(session, rater))
+def _next(session: Session, rater: RaterContext) -> dict:
+    shown = store.show_next(session, rater)  # gave back expired leases first, as progress does
+    progress = store.queue_counts(session.connection(), rater)
+    return _clip_payload(rater, None if shown is None else shown.public_id, progress)
 
 
-def _undo(session: Session, rater: Rater) -> dict:
+def _undo(session: Session, rater: RaterContext) -> dict:
     item = store.undo_last(session, rater)
-    return {**_clip_payload(session, rater, item), "undone": item is not None}
+    payload = _clip_payload(
+        rater, None if item is None else item.public_id, store.progress(session, rater)
+    )
+    return {**payload, "undone": item is not None}
 
 
-def _references(session: Session, rater: Rater) -> dict:
+def _references(session: Session, rater: RaterContext) -> dict:
     project = store.project_of(session, rater)
-    scale = store.project_scale(project)
+    scale = rater.scale
     latest = store.reference_clips(session, project)
     return {
         "references": [

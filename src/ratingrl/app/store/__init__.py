@@ -3,16 +3,20 @@
 The server, the CLI and :class:`~ratingrl.app.source.AppRatingSource` all call these, so the
 rules (who sees which clip, what a duplicate submission does, what counts as the rating of a
 clip) live in one place, and so does every SQL query of the app. No function here commits:
-each takes the caller's ``Session`` and only adds and flushes, and the caller commits one unit
+each takes the caller's ``Session`` and only writes through it, and the caller commits one unit
 of work per request or command (:func:`ratingrl.app.db.unit_of_work`), so several calls are
 durable together or not at all.
 
-``projects`` (projects, clips, raters), ``queue`` (next clip, answers, undo, progress),
-``ratings`` (reading ratings back), ``pairs`` (the comparison queue) and ``pair_answers``
-(reading comparisons back) hold the code; everything public is re-exported here.
+``projects`` (projects, clips, raters), ``context`` (a rater and their project's fields, as a
+request reads them from its token), ``queue`` (next clip, progress), ``answers`` (rate, skip,
+undo), ``slots`` (clips' places), ``ratings`` (reading ratings back), ``pairs`` (the comparison
+queue) and ``pair_answers`` (reading comparisons back) hold the code; everything public is
+re-exported here.
 """
 
 from ratingrl.app.errors import AppError, Conflict, NotFound, SchemaError
+from ratingrl.app.store.answers import SubmitResult, submit, undo_last
+from ratingrl.app.store.context import RaterContext, context_of, rater_context, scale_of
 from ratingrl.app.store.pair_answers import (
     PAIR_DELIVERY,
     PAIR_UNDO_DELIVERY,
@@ -62,12 +66,12 @@ from ratingrl.app.store.projects import (
 from ratingrl.app.store.queue import (
     REPEAT_GAP,
     SHOWN_LEASE_S,
-    SubmitResult,
+    Shown,
     count_unanswered,
     next_item,
     progress,
-    submit,
-    undo_last,
+    queue_counts,
+    show_next,
 )
 from ratingrl.app.store.ratings import (
     RATING_DELIVERY,
@@ -100,6 +104,10 @@ __all__ = [
     "clip_for",
     "add_rater",
     "rater_for_token",
+    "RaterContext",
+    "rater_context",
+    "context_of",
+    "scale_of",
     "project_raters",
     "rater_names",
     "RaterSummary",
@@ -110,7 +118,10 @@ __all__ = [
     "SHOWN_LEASE_S",
     "REPEAT_GAP",
     "SubmitResult",
+    "Shown",
+    "show_next",
     "next_item",
+    "queue_counts",
     "submit",
     "undo_last",
     "progress",

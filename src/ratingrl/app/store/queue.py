@@ -1,395 +1,234 @@
 """The rating queue: which clip a rater sees next, answers (rate, skip), undo and progress.
 
 These are the rules the server, the CLI and the training source share: who sees which clip,
-what a duplicate submission does, when a hidden repeat comes. Functions only add and flush;
-the caller's :func:`ratingrl.app.db.unit_of_work` commits, so a request's changes are durable
-together (the server answers only after that commit) or not at all. How a clip's places are
-counted, and how a fresh clip is picked without counting, is :mod:`ratingrl.app.store.slots`.
+what a duplicate submission does, when a hidden repeat comes. Functions only write through the
+caller's unit of work (:func:`ratingrl.app.db.unit_of_work`), which commits, so a request's
+changes are durable together (the server answers only after that commit) or not at all. How a
+clip's places are counted, and how a fresh clip is picked without counting, is
+:mod:`ratingrl.app.store.slots`; the answers (submit, repeats) are
+:mod:`ratingrl.app.store.answers`.
 
 Every hidden repeat that is scheduled is shown: it waits :data:`REPEAT_GAP` ratings after it
 was scheduled, unless the rater's fresh clips run out first -- then it comes at once, so
 ``next`` says "nothing left" only when ``progress`` counts nothing queued.
+
+The server's requests run these on every rating, so they are statements built once (executed
+on the unit's connection, no ORM objects loaded) and a rater as a
+:class:`~ratingrl.app.store.context.RaterContext` (one query, with the project's fields). The
+functions that return an item (:func:`next_item`, :func:`undo_last`) load it as a
+:class:`QueueItem` for their other callers; the server takes :func:`show_next`'s public id.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
-import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import Float, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ratingrl.app.db import (
-    ItemStatus,
-    Project,
-    QueueItem,
-    Rater,
-    RatingRow,
-    RatingStatus,
-)
-from ratingrl.app.errors import AppError, Conflict, NotFound
-from ratingrl.app.store.projects import new_public_id, project_scale
+from ratingrl.app.errors import Conflict
+from ratingrl.app.models import ItemStatus, QueueItem, Rater
+from ratingrl.app.store.context import RaterContext, RaterLike, context_of
+from ratingrl.app.store.projects import new_public_id
 from ratingrl.app.store.slots import (
     SHOWN_LEASE_S,
     Places,
     lock_rater,
-    open_for,
+    open_clips,
     pick_fresh,
     release_expired,
-    release_lease,
+    seen_open,
 )
-from ratingrl.feedback.segments import FeedbackError
 
 __all__ = [
     "SHOWN_LEASE_S",
     "REPEAT_GAP",
-    "SubmitResult",
+    "Shown",
+    "show_next",
     "next_item",
-    "submit",
-    "undo_last",
+    "queue_counts",
     "progress",
     "count_unanswered",
+    "done_count",
 ]
 
 REPEAT_GAP = 3
 """A hidden repeat comes this many ratings after it was scheduled (or when fresh clips run out)."""
 
 _ANSWERED = (ItemStatus.RATED, ItemStatus.SKIPPED)
-_ITEM_STATUS = {RatingStatus.RATED: ItemStatus.RATED, RatingStatus.SKIPPED: ItemStatus.SKIPPED}
-"""The status an answer row gives its queue item (an undo row puts the item back to shown)."""
+_WAITING_STATUSES = (ItemStatus.SHOWN, ItemStatus.PENDING)
 
 
-def _done_count(session: Session, rater: Rater) -> int:
-    return session.scalar(
-        select(func.count(QueueItem.id)).where(
-            QueueItem.rater_id == rater.id, QueueItem.status.in_(_ANSWERED)
-        )
-    )
+class Shown(NamedTuple):
+    """The item a rater is shown: its row id and its public id (the API's ``clip_id``)."""
+
+    id: int
+    public_id: str
 
 
-def _waiting(session: Session, rater: Rater) -> list[QueueItem]:
-    """The rater's items shown and not answered, and pending repeats, oldest first."""
-    return list(
-        session.scalars(
-            select(QueueItem)
-            .where(
-                QueueItem.rater_id == rater.id,
-                QueueItem.status.in_((ItemStatus.SHOWN, ItemStatus.PENDING)),
-            )
-            .order_by(QueueItem.id)
-        ).all()
-    )
+_WAITING = (
+    select(QueueItem.id, QueueItem.public_id, QueueItem.status, QueueItem.due_after)
+    .where(QueueItem.rater_id == bindparam("rater"), QueueItem.status.in_(_WAITING_STATUSES))
+    .order_by(QueueItem.id)
+)
+"""The rater's items shown and not answered, and pending repeats, oldest first."""
+_DONE = select(func.count(QueueItem.id)).where(
+    QueueItem.rater_id == bindparam("rater"), QueueItem.status.in_(_ANSWERED)
+)
+_SHOW_PENDING = (
+    update(QueueItem)
+    .where(QueueItem.id == bindparam("item"))
+    .values(status=ItemStatus.SHOWN, shown_at=bindparam("now", type_=Float))
+)
+_NEW_ITEM = {
+    "rater_id": bindparam("rater"),
+    "segment_id": bindparam("segment"),
+    "public_id": bindparam("public_id"),
+    "is_repeat": False,
+    "status": ItemStatus.SHOWN,
+    "due_after": 0,
+    "shown_at": bindparam("now", type_=Float),
+    "created_at": bindparam("now", type_=Float),
+    "lease_until": bindparam("until", type_=Float),
+}
+_INSERT_ITEM = {  # a conflict (the rater's other request inserted it first) inserts nothing
+    name: dialect.insert(QueueItem).values(_NEW_ITEM).on_conflict_do_nothing()
+    .returning(QueueItem.id)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}  # fmt: skip
+_COUNTS = select(
+    select(func.count(QueueItem.id))
+    .where(QueueItem.rater_id == bindparam("rater"), QueueItem.status.in_(_ANSWERED))
+    .scalar_subquery(),
+    select(func.count(QueueItem.id))
+    .where(QueueItem.rater_id == bindparam("rater"), QueueItem.status.in_(_WAITING_STATUSES))
+    .scalar_subquery(),
+    open_clips(bindparam("project")) - seen_open(bindparam("rater")),
+)
+"""``progress`` in one statement: answered, waiting, and open clips the rater has not seen."""
 
 
-def next_item(session: Session, rater: Rater) -> QueueItem | None:
-    """The clip this rater should rate now, creating its queue item; None when nothing is left.
+def done_count(conn: Connection, rater_id: int) -> int:
+    """How many of the rater's items are answered (rated or skipped)."""
+    return int(conn.execute(_DONE, {"rater": rater_id}).scalar_one())
 
-    Order: a clip already shown and not answered (a reload shows the same clip), then a hidden
-    repeat that is due, then the highest-priority clip that still needs ratings, then a hidden
-    repeat that is not due yet (fresh clips ran out: shown now rather than never). Showing a
-    clip is a write (the item, or a repeat's move to ``shown``, with the time that starts its
-    lease): it is flushed here and durable when the caller's unit commits, before the clip is
-    sent. Two requests of one rater racing for a new item take turns on the rater's row
-    (PostgreSQL) or on SQLite's write lock; should they still meet on the items' unique
-    constraint, the loser's insert is undone by a savepoint and it takes the winner's item,
-    the rest of its unit intact.
+
+def show_next(session: Session, rater: RaterLike) -> Shown | None:
+    """The clip this rater should rate now, shown (an item created or moved); None when none is
+    left. :func:`next_item` without loading the item: what the server sends.
+
+    Leases that ran out are given back first (as :func:`progress` does). Order: a clip already
+    shown and not answered (a reload shows the same clip), then a hidden repeat that is due,
+    then the highest-priority clip that still needs ratings, then a hidden repeat that is not
+    due yet (fresh clips ran out: shown now rather than never). Showing a clip is a write (the
+    item, or a repeat's move to ``shown``, with the time that starts its lease), durable when
+    the caller's unit commits, before the clip is sent. Two requests of one rater racing for a
+    new item take turns on the rater's row (PostgreSQL) or on SQLite's write lock; should they
+    still meet on the items' unique constraint, the loser inserts nothing and takes the
+    winner's item, the rest of its unit intact.
     """
-    lock_rater(session, rater)
-    project = session.get(Project, rater.project_id)
-    places = Places.of(rater)
+    ctx = context_of(session, rater)
+    conn = session.connection()
+    lock_rater(conn, ctx)
+    places = Places.of(ctx)
+    release_expired(conn, time.time(), places)
     for _attempt in range(3):
         now = time.time()
-        waiting = _waiting(session, rater)
-        shown = [i for i in waiting if i.status == ItemStatus.SHOWN]
-        pending = [i for i in waiting if i.status == ItemStatus.PENDING]
+        waiting = conn.execute(_WAITING, {"rater": ctx.id}).all()
+        shown = [w for w in waiting if w.status == ItemStatus.SHOWN]
         if shown:
-            item = shown[0]
-            break
-        done = _done_count(session, rater) if pending else 0
-        item = next((i for i in pending if i.due_after <= done), None)
-        if item is None:
-            release_expired(session, now, places)
+            places.settle(conn)
+            return Shown(shown[0].id, shown[0].public_id)
+        pending = [w for w in waiting if w.status == ItemStatus.PENDING]
+        done = done_count(conn, ctx.id) if pending else 0
+        due = next((w for w in pending if w.due_after <= done), None)
+        if due is None:
             try:
-                item = _lease_fresh(session, project, rater, now, places)
+                fresh = _lease_fresh(conn, ctx, now, places)
             except _Raced:
                 continue
-        if item is None and pending:  # fresh clips ran out: the repeat comes now, not never
-            item = pending[0]
-        if item is not None and item.status == ItemStatus.PENDING:
-            item.status, item.shown_at = ItemStatus.SHOWN, now
-            session.flush()
-        break
-    else:
-        raise Conflict("could not pick a clip; try again")
-    places.settle(session)
-    return item
+            if fresh is not None:
+                places.settle(conn)
+                return fresh
+            due = pending[0] if pending else None  # fresh clips ran out: the repeat comes now
+        if due is not None:
+            conn.execute(_SHOW_PENDING, {"item": due.id, "now": now})
+            due = Shown(due.id, due.public_id)
+        places.settle(conn)
+        return due
+    raise Conflict("could not pick a clip; try again")
+
+
+def next_item(session: Session, rater: RaterLike) -> QueueItem | None:
+    """:func:`show_next`, the item loaded as a :class:`QueueItem` (CLI, tests, benchmarks)."""
+    shown = show_next(session, rater)
+    if shown is None:
+        return None
+    return session.get(QueueItem, shown.id, populate_existing=True)
 
 
 class _Raced(Exception):
     """Another request of the same rater inserted the item first."""
 
 
-def _lease_fresh(
-    session: Session, project: Project, rater: Rater, now: float, places: Places
-) -> QueueItem | None:
+def _lease_fresh(conn: Connection, rater: RaterContext, now: float, places: Places) -> Shown | None:
     """A new item for the best fresh clip, holding one of its places for the lease; or None."""
-    segment_id = pick_fresh(session, project, rater)
+    segment_id = pick_fresh(conn, rater)
     if segment_id is None:
         return None
-    item = QueueItem(
-        public_id=new_public_id(),
-        rater_id=rater.id,
-        segment_id=segment_id,
-        status=ItemStatus.SHOWN,
-        shown_at=now,
-        lease_until=now + SHOWN_LEASE_S,
-    )
-    try:
-        with session.begin_nested():
-            session.add(item)
-            session.flush()
-            places.change(session, segment_id, project.ratings_per_clip, leased=1)
-    except IntegrityError:  # the same rater asked twice at once: take the other's item
-        raise _Raced from None
-    return item
-
-
-def _item_for(session: Session, rater: Rater, clip_id: str) -> QueueItem:
-    item = None
-    if isinstance(clip_id, str) and len(clip_id) == 32:
-        item = session.scalar(select(QueueItem).where(QueueItem.public_id == clip_id))
-    if item is None or item.rater_id != rater.id:  # other raters' items do not exist for you
-        raise NotFound(f"unknown clip_id {clip_id!r}")
-    return item
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    """``created`` is False when the same answer had already been stored (a retried request)."""
-
-    rating_id: int
-    created: bool
-
-
-def _latest_row(session: Session, item: QueueItem) -> RatingRow | None:
-    return session.scalar(
-        select(RatingRow).where(RatingRow.item_id == item.id).order_by(RatingRow.id.desc())
-    )
-
-
-def _check_answer(project: Project, value: int | None, skip: bool) -> None:
-    if skip and value is not None:
-        raise AppError("send either a rating or skip=true, not both")
-    if not skip:
-        if value is None:
-            raise AppError("rating is required (or skip=true)")
+    public_id = new_public_id()
+    params = {
+        "rater": rater.id,
+        "segment": segment_id,
+        "public_id": public_id,
+        "now": now,
+        "until": now + SHOWN_LEASE_S,
+    }
+    statement = _INSERT_ITEM.get(conn.dialect.name)
+    if statement is not None:
+        item_id = conn.execute(statement, params).scalar()
+    else:  # another database: the conflict is an error, undone by a savepoint
         try:
-            project_scale(project).validate(np.array([value]), "rating")
-        except FeedbackError as err:
-            raise AppError(str(err)) from None
+            with conn.begin_nested():
+                item_id = conn.execute(insert(QueueItem).values(_NEW_ITEM), params)
+                item_id = item_id.inserted_primary_key[0]
+        except IntegrityError:
+            item_id = None
+    if item_id is None:  # the same rater asked twice at once: take the other's item
+        raise _Raced
+    places.change(conn, segment_id, rater.ratings_per_clip, leased=1)
+    return Shown(item_id, public_id)
 
 
-def _answered_already(
-    session: Session, item: QueueItem, clip_id: str, status: RatingStatus, value: int | None
-) -> SubmitResult:
-    """The outcome of an answer to an item that is no longer ``shown`` (a retry or a change)."""
-    session.refresh(item)
-    latest = _latest_row(session, item)
-    if item.status == ItemStatus.PENDING:
-        raise NotFound(f"unknown clip_id {clip_id!r}")
-    if latest is not None and latest.status == status and latest.value == value:
-        return SubmitResult(latest.id, False)
-    raise Conflict(
-        f"clip {clip_id} was already answered ({item.status}"
-        f"{'' if latest is None or latest.value is None else f' {latest.value}'}); "
-        "undo to change it"
-    )
+def queue_counts(conn: Connection, rater: RaterContext) -> dict[str, int]:
+    """``rated`` and ``queued`` as :func:`progress` counts them, leases as they stand (one
+    statement: for a request that gave back the expired ones already, e.g. :func:`show_next`)."""
+    done, waiting, fresh = conn.execute(
+        _COUNTS, {"rater": rater.id, "project": rater.project_id}
+    ).one()
+    return {"rated": int(done), "queued": int(waiting) + int(fresh)}
 
 
-def submit(
-    session: Session, rater: Rater, clip_id: str, value: int | None, skip: bool = False
-) -> SubmitResult:
-    """Store one rating (or a skip) for a clip shown to ``rater``; durable when the unit commits.
-
-    Deterministic under retries and races: the item moves from ``shown`` to ``rated``/``skipped``
-    with a conditional UPDATE, so exactly one submission wins. A later submission with the same
-    answer returns the stored row (``created=False``); a different answer raises
-    :class:`Conflict` (undo first to change a rating). A refused answer writes nothing.
-    """
-    project = session.get(Project, rater.project_id)
-    _check_answer(project, value, skip)
-    lock_rater(session, rater)
-    item = _item_for(session, rater, clip_id)
-    status = RatingStatus.SKIPPED if skip else RatingStatus.RATED
-    now = time.time()
-    won = session.execute(
-        update(QueueItem)
-        .where(QueueItem.id == item.id, QueueItem.status == ItemStatus.SHOWN)
-        .values(status=_ITEM_STATUS[status])
-    ).rowcount
-    if not won:
-        return _answered_already(session, item, clip_id, status, value)
-    places = Places.of(rater)
-    if not item.is_repeat:  # a first-time item: its place is kept (rated) or given back
-        rated = int(status == RatingStatus.RATED)
-        leased = -int(release_lease(session, item.id))
-        if rated or leased:
-            places.change(session, item.segment_id, project.ratings_per_clip, rated, leased)
-    row = RatingRow(
-        project_id=project.id,
-        item_id=item.id,
-        rater_id=rater.id,
-        segment_id=item.segment_id,
-        value=None if skip else int(value),
-        scale_n=project_scale(project).n,
-        status=status,
-        is_repeat=item.is_repeat,
-        shown_at=item.shown_at,
-        answered_at=now,
-    )
-    session.add(row)
-    if status == RatingStatus.RATED and not item.is_repeat:
-        _maybe_schedule_repeat(session, project, rater)
-    session.flush()
-    places.settle(session)
-    return SubmitResult(row.id, True)
-
-
-def _maybe_schedule_repeat(session: Session, project: Project, rater: Rater) -> None:
-    """Every ``repeat_every`` new ratings, queue one clip this rater rated before, hidden.
-
-    The clip is drawn among those rated before the last :data:`REPEAT_GAP` (when there are
-    any), so even a repeat shown early, because fresh clips ran out, is not the clip just seen.
-    """
-    if project.repeat_every <= 0:
-        return
-    first_time_rated = (
-        QueueItem.rater_id == rater.id,
-        QueueItem.is_repeat.is_(False),
-        QueueItem.status == ItemStatus.RATED,
-    )
-    # includes the item being rated now (the UPDATE above already ran)
-    n = session.scalar(select(func.count(QueueItem.id)).where(*first_time_rated))
-    if n % project.repeat_every:
-        return
-    rated = session.scalars(
-        select(QueueItem.segment_id).where(*first_time_rated).order_by(QueueItem.id)
-    ).all()
-    repeated = set(
-        session.scalars(
-            select(QueueItem.segment_id).where(
-                QueueItem.rater_id == rater.id, QueueItem.is_repeat.is_(True)
-            )
-        ).all()
-    )
-    older = [s for s in rated[:-REPEAT_GAP] if s not in repeated]
-    candidates = older or [s for s in rated if s not in repeated]
-    if not candidates:
-        return
-    rng = np.random.default_rng([rater.id, n])
-    segment_id = candidates[int(rng.integers(len(candidates)))]
-    session.add(
-        QueueItem(
-            public_id=new_public_id(),
-            rater_id=rater.id,
-            segment_id=segment_id,
-            is_repeat=True,
-            status=ItemStatus.PENDING,
-            due_after=_done_count(session, rater) + REPEAT_GAP,
-        )
-    )
-
-
-def _undo_target(session: Session, rater: Rater) -> RatingRow | None:
-    """The rater's latest answer that is still in force (not itself withdrawn)."""
-    rows = session.scalars(
-        select(RatingRow)
-        .where(RatingRow.rater_id == rater.id)
-        .order_by(RatingRow.id.desc())
-        .limit(200)
-    ).all()
-    undone = {r.undoes_id for r in rows if r.status == RatingStatus.UNDONE}
-    return next((r for r in rows if r.status != RatingStatus.UNDONE and r.id not in undone), None)
-
-
-def undo_last(session: Session, rater: Rater) -> QueueItem | None:
-    """Withdraw the rater's latest answer (append an ``undone`` row) and show that clip again.
-
-    The clip is shown anew: a first-time item takes a place for a new lease (and gives back
-    the one its rating kept), even if others filled the clip meanwhile.
-    """
-    lock_rater(session, rater)
-    target = _undo_target(session, rater)
-    if target is None:
-        return None
-    item = session.get(QueueItem, target.item_id)
-    latest = _latest_row(session, item)
-    if latest is None or latest.id != target.id:
-        return None
-    now = time.time()
-    won = session.execute(
-        update(QueueItem)
-        .where(QueueItem.id == item.id, QueueItem.status == _ITEM_STATUS[target.status])
-        .values(
-            status=ItemStatus.SHOWN,
-            shown_at=now,
-            lease_until=None if item.is_repeat else now + SHOWN_LEASE_S,
-        )
-    ).rowcount
-    if not won:  # a concurrent undo got there first; nothing was written here
-        return None
-    places = Places.of(rater)
-    if not item.is_repeat:
-        rated = -int(target.status == RatingStatus.RATED)
-        project = session.get(Project, rater.project_id)
-        places.change(session, item.segment_id, project.ratings_per_clip, rated, leased=1)
-    session.add(
-        RatingRow(
-            project_id=target.project_id,
-            item_id=item.id,
-            rater_id=rater.id,
-            segment_id=item.segment_id,
-            value=None,
-            scale_n=target.scale_n,
-            status=RatingStatus.UNDONE,
-            is_repeat=item.is_repeat,
-            shown_at=target.shown_at,
-            answered_at=now,
-            undoes_id=target.id,
-        )
-    )
-    session.flush()
-    places.settle(session)
-    session.refresh(item)
-    return item
-
-
-def progress(session: Session, rater: Rater) -> dict[str, int]:
+def progress(session: Session, rater: RaterLike) -> dict[str, int]:
     """``rated`` (answered by this rater) and ``queued`` (still to show them, as of now).
 
     ``queued`` counts the rater's shown and pending items and the open clips they have not
     seen: what :func:`next_item` would go on to give, so it is 0 exactly when ``next_item``
     returns None. Leases that ran out are given back first (a write, like ``next_item``).
     """
-    project = session.get(Project, rater.project_id)
-    places = Places.of(rater)
-    release_expired(session, time.time(), places)
-    places.settle(session)
-    counts = dict(
-        session.execute(
-            select(QueueItem.status, func.count(QueueItem.id))
-            .where(QueueItem.rater_id == rater.id)
-            .group_by(QueueItem.status)
-        ).all()
-    )
-    done = sum(counts.get(status, 0) for status in _ANSWERED)
-    waiting = counts.get(ItemStatus.SHOWN, 0) + counts.get(ItemStatus.PENDING, 0)
-    return {"rated": int(done), "queued": int(waiting + open_for(session, project, rater))}
+    ctx = context_of(session, rater)
+    conn = session.connection()
+    places = Places.of(ctx)
+    release_expired(conn, time.time(), places)
+    places.settle(conn)
+    return queue_counts(conn, ctx)
 
 
-def count_unanswered(session: Session, project: Project) -> int:
+def count_unanswered(session: Session, project) -> int:  # type: ignore[no-untyped-def]
     """Clips shown to the project's raters and not answered yet (open leases)."""
     return int(
         session.scalar(
