@@ -15,8 +15,11 @@ Given ``unit`` (a function opening a unit of work), a gate runs ``fn(session, *a
 :class:`GroupCommitGate` is the writer of SQLite, which takes one writer at a time: one thread
 runs the writes in arrival order, without a lock of the app's and without sleeping in SQLite's
 busy handler. The writes that arrived while it was committing go into the next transaction
-together, each in a savepoint of its own (a refused one is rolled back alone), and one commit
--- one fsync -- makes all of them durable before any of them is answered.
+together, and one commit -- one fsync -- makes all of them durable before any of them is
+answered. A write refused before it changed anything (most refusals: an unknown clip, a bad
+token) is refused alone; should one fail after changing something, the transaction is rolled
+back and the writes run again, each in a savepoint of its own (a refused one is rolled back
+alone). Savepoints cost as much as a request's statements: they are paid only then.
 """
 
 from __future__ import annotations
@@ -141,11 +144,13 @@ class _Job:
 class GroupCommitGate(_Gate):
     """One thread running ``fn(session, *args)`` jobs, those waiting together in one commit.
 
-    Each job runs in a savepoint of the shared unit: a job that raises is rolled back alone and
-    gets its exception; the others are committed together, and only then does any of them get
-    its result, so nothing is answered before it is durable. At most ``max_batch`` jobs share
-    a transaction. Should the transaction itself fail (the lock not had, the commit refused),
-    every job of it gets that error: none of them was stored, none is acknowledged.
+    A job that raises gets its exception and changes nothing stored: refused before it changed
+    anything, it is passed over; otherwise the unit is rolled back and run again with each job
+    in a savepoint, rolled back alone. The others are committed together, and only then does
+    any of them get its result, so nothing is answered before it is durable. At most
+    ``max_batch`` jobs share a transaction. Should the transaction itself fail (the lock not
+    had, the commit refused), every job of it gets that error: none of them was stored, none
+    is acknowledged.
     """
 
     def __init__(
@@ -208,15 +213,8 @@ class GroupCommitGate(_Gate):
         if len(batch) == 1:  # alone: its own unit, no savepoint to pay for
             self._alone(batch[0])
             return
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         try:
-            with self._unit() as session:
-                for job in batch:
-                    try:
-                        with session.begin_nested():
-                            outcomes.append((job, job.fn(session, *job.args), None))
-                    except Exception as err:  # refused: its savepoint is rolled back
-                        outcomes.append((job, None, err))
+            outcomes = self._together(batch)
         except BaseException as err:  # the unit failed (lock, commit): nothing of it is stored
             for job in batch:  # (and the thread goes on: a dead writer would hang every write)
                 job.future.set_exception(err)
@@ -226,6 +224,17 @@ class GroupCommitGate(_Gate):
                 job.future.set_result(result)
             else:
                 job.future.set_exception(err)
+
+    def _together(self, batch: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
+        """Run the batch in one unit; a job that fails having changed something makes it run
+        again, each job in a savepoint (see :func:`_run_plain`). Returns once committed."""
+        try:
+            with self._unit() as session:
+                return _run_plain(session, batch)
+        except _Tainted:  # rolled back: nothing of the first run is stored
+            pass
+        with self._unit() as session:
+            return _run_in_savepoints(session, batch)
 
     def _alone(self, job: _Job) -> None:
         try:
@@ -241,3 +250,50 @@ class GroupCommitGate(_Gate):
         self._closed = True
         self._queue.put(None)
         self._thread.join(timeout=10)  # a daemon: a write stuck on a lock does not hold the exit
+
+
+class _Tainted(Exception):
+    """A job of a shared unit failed after it had changed something: the unit is rolled back."""
+
+
+def _changes_of(session: Session) -> Callable[[], int | None]:
+    """A function counting the rows the unit's connection has changed (SQLite's
+    ``total_changes``); it returns None where the driver does not say."""
+    driver = session.connection().connection.dbapi_connection
+    return lambda: getattr(driver, "total_changes", None)
+
+
+def _run_plain(session: Session, batch: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
+    """Each job in turn, without savepoints; a refused job that changed nothing is just refused.
+
+    Most refusals (an unknown clip, an answer to change, a bad token) come before a job writes:
+    the job's exception is its outcome and the others go on in the same transaction. A job
+    that fails after a change it made (a row written, an object pending in the session) raises
+    :class:`_Tainted`, so the unit is rolled back and run again with savepoints.
+    """
+    changes = _changes_of(session)
+    outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+    for job in batch:
+        before = changes()
+        try:
+            outcomes.append((job, job.fn(session, *job.args), None))
+        except Exception as err:
+            changed = before is None or changes() != before
+            if changed or session.new or session.dirty or session.deleted:
+                raise _Tainted from err
+            outcomes.append((job, None, err))
+    return outcomes
+
+
+def _run_in_savepoints(
+    session: Session, batch: list[_Job]
+) -> list[tuple[_Job, Any, BaseException | None]]:
+    """Each job in a savepoint of its own: one that raises is rolled back alone."""
+    outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+    for job in batch:
+        try:
+            with session.begin_nested():
+                outcomes.append((job, job.fn(session, *job.args), None))
+        except Exception as err:  # refused: its savepoint is rolled back
+            outcomes.append((job, None, err))
+    return outcomes
