@@ -34,9 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from sqlalchemy.orm import Session
 
 from ratingrl.app import store
-from ratingrl.app.db import PairItem, Rater, bytes_to_array
+from ratingrl.app.db import PairItem, bytes_to_array
 from ratingrl.app.render import ClipSpec, RenderError
 from ratingrl.app.services import Creds, Services, rater_call
+from ratingrl.app.store import RaterContext
 
 __all__ = ["router"]
 
@@ -52,32 +53,30 @@ class PairAnswerIn(BaseModel):
     skip: StrictBool = False
 
 
-def _pair_payload(session: Session, rater: Rater, item: PairItem | None) -> dict:
-    project = store.project_of(session, rater)
+def _pair_payload(session: Session, rater: RaterContext, item: PairItem | None) -> dict:
     url = None if item is None else f"/pair-clips/{item.public_id}"
     return {
         "pair_id": None if item is None else item.public_id,
         "left_url": None if url is None else f"{url}-left.mp4",
         "right_url": None if url is None else f"{url}-right.mp4",
-        "fps": project.fps,
-        "project": project.name,
-        "instructions": project.instructions,
+        "fps": rater.fps,  # the project's fields came with the token, in one query
+        "project": rater.project_name,
+        "instructions": rater.instructions,
         "rater": rater.name,
-        "asks": str(store.project_asks(project)),
+        "asks": str(rater.asks),
         "progress": store.pair_progress(session, rater),
     }
 
 
-def _asks(session: Session, rater: Rater) -> dict:
-    project = store.project_of(session, rater)
-    return {"asks": str(store.project_asks(project)), "project": project.name, "rater": rater.name}
+def _asks(session: Session, rater: RaterContext) -> dict:
+    return {"asks": str(rater.asks), "project": rater.project_name, "rater": rater.name}
 
 
-def _next(session: Session, rater: Rater) -> dict:
+def _next(session: Session, rater: RaterContext) -> dict:
     return _pair_payload(session, rater, store.next_pair(session, rater))
 
 
-def _undo(session: Session, rater: Rater) -> dict:
+def _undo(session: Session, rater: RaterContext) -> dict:
     item = store.undo_last_pair(session, rater)
     return {**_pair_payload(session, rater, item), "undone": item is not None}
 
