@@ -306,3 +306,62 @@ def test_an_upgrade_computes_the_counters_of_an_existing_database(db_url, run_sq
     assert_counters_match_items(run_sql, db_url)
     left = "SELECT count(*) FROM queue_items WHERE status IN ('pending', 'shown')"
     assert run_sql(db_url, left) == [(0,)]
+
+
+def _progress_from_scratch(run_sql, db: str, rater: str) -> dict[str, int]:
+    """``progress`` counted from the items alone: answered; shown and pending; and the clips
+    with a place left (rated + leased < ratings_per_clip) the rater has no first-time item for."""
+    ((rated, waiting, fresh),) = run_sql(
+        db,
+        "SELECT "
+        "(SELECT count(*) FROM queue_items q WHERE q.rater_id = r.id "
+        "  AND q.status IN ('rated', 'skipped')), "
+        "(SELECT count(*) FROM queue_items q WHERE q.rater_id = r.id "
+        "  AND q.status IN ('shown', 'pending')), "
+        "(SELECT count(*) FROM segments s WHERE s.project_id = r.project_id "
+        "  AND s.reference_level IS NULL "
+        "  AND (SELECT count(*) FROM queue_items q WHERE q.segment_id = s.id "
+        "       AND q.is_repeat = false AND (q.status = 'rated' OR q.lease_until IS NOT NULL)) "
+        "      < p.ratings_per_clip "
+        "  AND NOT EXISTS (SELECT 1 FROM queue_items q WHERE q.segment_id = s.id "
+        "       AND q.rater_id = r.id AND q.is_repeat = false)) "
+        "FROM raters r JOIN projects p ON p.id = r.project_id WHERE r.name = :name",
+        name=rater,
+    )
+    return {"rated": int(rated), "queued": int(waiting) + int(fresh)}
+
+
+def test_counters_and_progress_equal_a_count_from_scratch_after_random_actions(
+    app, run_sql, db_url
+):
+    """Several raters next, rate, skip, undo and let leases run out, in a random order: after
+    every request the counters equal what the items say, and the progress a request answers
+    equals a count from scratch (0 queued exactly when no clip is given)."""
+    names = ("ann", "bo", "cy", "di")
+    client, raters = app(n_segments=9, ratings_per_clip=2, repeat_every=2, raters=names)
+    rng = np.random.default_rng(7)
+    current: dict[str, str | None] = dict.fromkeys(names)
+    steps = {"next": 0, "rate": 0, "skip": 0, "undo": 0, "expire": 0}
+    for _step in range(160):
+        name = names[int(rng.integers(len(names)))]
+        action = rng.choice(["next", "next", "rate", "rate", "skip", "undo", "expire"])
+        if action in ("rate", "skip") and current[name] is None:
+            action = "next"
+        steps[str(action)] += 1
+        if action == "expire":
+            _expire_leases(run_sql, db_url)
+            continue
+        if action in ("rate", "skip"):
+            answer = {"skip": True} if action == "skip" else {"rating": int(rng.integers(4))}
+            _answer(client, raters[name], current[name], **answer)
+            current[name] = None
+        else:
+            path = "/api/next" if action == "next" else "/api/undo"
+            method = client.get if action == "next" else client.post
+            body = method(path, headers=raters[name]).json()
+            current[name] = body["clip_id"]
+            assert body["progress"] == _progress_from_scratch(run_sql, db_url, name)
+            if action == "next":
+                assert (body["clip_id"] is None) == (body["progress"]["queued"] == 0)
+        assert_counters_match_items(run_sql, db_url)
+    assert min(steps.values()) >= 10, steps  # every kind of action happened, many times
