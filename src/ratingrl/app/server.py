@@ -26,10 +26,10 @@ Under load: endpoints are ``async``; every unit of work runs on a bounded gate
 start soon is answered 503 with ``Retry-After`` instead of queueing without bound. A token is
 checked before a request may wait for the write lock: in a read unit, or from the tokens that
 were valid in the last minute; the write unit checks it again, so a revoked token is refused
-there, in the one query that also reads the rater's project fields (the unit's only ORM-free
-read of them: nothing is cached across requests). On SQLite the writes run on one thread, in
-arrival order, and those that arrive while it commits share the next commit (all answered
-after it; a refused one changes nothing stored).
+there, in the one query that also reads the fields of the rater's project the answer needs
+(fresh at every request: nothing is cached across requests). On SQLite the writes run on one
+thread, in arrival order, and those that arrive while it commits share the next commit (all
+answered after it; a refused one changes nothing stored).
 
 Pages: ``/`` (raters: open ``/#token=...``; the token stays in the fragment, never in server
 logs) and ``/operator`` (``/operator#token=...``).
