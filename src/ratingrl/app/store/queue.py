@@ -139,14 +139,14 @@ def show_next(session: Session, rater: RaterLike) -> Shown | None:
     for _attempt in range(3):
         now = time.time()
         waiting = conn.execute(_WAITING, {"rater": ctx.id}).all()
-        shown = [w for w in waiting if w.status == ItemStatus.SHOWN]
-        if shown:
+        on_screen = [w for w in waiting if w.status == ItemStatus.SHOWN]
+        if on_screen:
             places.settle(conn)
-            return Shown(shown[0].id, shown[0].public_id)
+            return Shown(on_screen[0].id, on_screen[0].public_id)
         pending = [w for w in waiting if w.status == ItemStatus.PENDING]
         done = done_count(conn, ctx.id) if pending else 0
-        due = next((w for w in pending if w.due_after <= done), None)
-        if due is None:
+        repeat = next((w for w in pending if w.due_after <= done), None)
+        if repeat is None:
             try:
                 fresh = _lease_fresh(conn, ctx, now, places)
             except _Raced:
@@ -154,12 +154,11 @@ def show_next(session: Session, rater: RaterLike) -> Shown | None:
             if fresh is not None:
                 places.settle(conn)
                 return fresh
-            due = pending[0] if pending else None  # fresh clips ran out: the repeat comes now
-        if due is not None:
-            conn.execute(_SHOW_PENDING, {"item": due.id, "now": now})
-            due = Shown(due.id, due.public_id)
-        places.settle(conn)
-        return due
+            repeat = pending[0] if pending else None  # fresh clips ran out: the repeat comes now
+        if repeat is not None:
+            conn.execute(_SHOW_PENDING, {"item": repeat.id, "now": now})
+        places.settle(conn)  # counters last: lock order rater, items, clips, counters
+        return None if repeat is None else Shown(repeat.id, repeat.public_id)
     raise Conflict("could not pick a clip; try again")
 
 
@@ -194,8 +193,8 @@ def _lease_fresh(conn: Connection, rater: RaterContext, now: float, places: Plac
     else:  # another database: the conflict is an error, undone by a savepoint
         try:
             with conn.begin_nested():
-                item_id = conn.execute(insert(QueueItem).values(_NEW_ITEM), params)
-                item_id = item_id.inserted_primary_key[0]
+                result = conn.execute(insert(QueueItem).values(_NEW_ITEM), params)
+            item_id = result.inserted_primary_key[0]
         except IntegrityError:
             item_id = None
     if item_id is None:  # the same rater asked twice at once: take the other's item
