@@ -144,11 +144,12 @@ class OnlineFeedback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
-        started = time.process_time()
         while due := [c for c in self.channels if c.due(self.schedule.steps, self.num_timesteps)]:
-            if not self._query(due):
+            started = time.process_time()
+            asked = self._query(due)
+            self.query_cpu_seconds += time.process_time() - started
+            if not asked:
                 break  # not enough finished episodes yet: try again at the next rollout end
-        self.query_cpu_seconds += time.process_time() - started
         self.poll()
 
     # -- the loop ------------------------------------------------------------------------------
