@@ -7,7 +7,13 @@ alternate sb3, sbx, sb3, sbx, ... so that the load of the machine falls on both 
 run's ``env_steps_per_cpu_s`` (process CPU time, all threads, evaluation excluded) is read from
 its summary. The load average is recorded before every run.
 
+A run's rate includes what it pays once: SBX compiles its functions with XLA at the start
+(~10-15 CPU s here), the first ``learning_starts`` steps train nothing. With two lengths
+(``--steps 10000,30000``) the steady rate is also given: the extra steps over the extra CPU
+seconds of the longer run, which is what a 300k-step run approaches.
+
     .venv/bin/python benchmarks/bench_sac_backends.py --steps 20000 --repeats 2
+    .venv/bin/python benchmarks/bench_sac_backends.py --steps 10000,30000 --repeats 1
     .venv/bin/python benchmarks/bench_sac_backends.py --method r4 --steps 20000 --repeats 1
 
 ``--method r4`` runs the online learned-reward loop too (R4, its first two rounds of 10 ratings
@@ -65,6 +71,8 @@ def _one_run(backend: str, method: str, steps: int, folder: Path) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     return {
         "backend": backend,
+        "steps": steps,
+        "cpu_s": steps / summary["env_steps_per_cpu_s"],
         "env_steps_per_cpu_s": summary["env_steps_per_cpu_s"],
         "env_steps_per_s": summary["env_steps_per_s"],
         "reward_update_s": summary["reward_update_s"],
@@ -75,22 +83,22 @@ def _one_run(backend: str, method: str, steps: int, folder: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--steps", default="20000", help="run length(s), comma-separated")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--method", default="oracle")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     args = parser.parse_args()
+    lengths = [int(n) for n in args.steps.split(",")]
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
-            for backend in ("sb3", "sbx"):
-                row = _one_run(backend, args.method, args.steps, Path(tmp))
-                runs.append({"repeat": repeat, **row})
-                print(json.dumps(runs[-1]), flush=True)
-    speed = {
-        b: [r["env_steps_per_cpu_s"] for r in runs if r["backend"] == b] for b in ("sb3", "sbx")
-    }
-    ratio = float(np.median(speed["sbx"]) / np.median(speed["sb3"]))
+            for steps in lengths:
+                for backend in ("sb3", "sbx"):
+                    row = _one_run(backend, args.method, steps, Path(tmp))
+                    runs.append({"repeat": repeat, **row})
+                    print(json.dumps(runs[-1]), flush=True)
+    rates = {b: _rates(runs, b, lengths) for b in ("sb3", "sbx")}
+    ratio = {k: rates["sbx"][k] / rates["sb3"][k] for k in rates["sb3"]}
     result = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": datetime.now(UTC).isoformat(timespec="minutes"),
@@ -98,14 +106,29 @@ def main() -> None:
         "track": "sac300k",
         "env_id": ENV,
         "method": args.method,
-        "steps": args.steps,
+        "steps": lengths,
         "runs": runs,
+        "env_steps_per_cpu_s": rates,
         "sbx_over_sb3_cpu": ratio,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"sac_backends_{args.method}.json"
     path.write_text(json.dumps(result, indent=2))
-    print(f"SBX / SB3 env steps per CPU second (medians): {ratio:.2f}; {path}")
+    print(f"SBX / SB3 env steps per CPU second (medians): {ratio}; {path}")
+
+
+def _rates(runs: list[dict], backend: str, lengths: list[int]) -> dict[str, float]:
+    """Median whole-run rate per length; with two lengths, the steady rate between them."""
+    mine = [r for r in runs if r["backend"] == backend]
+    by_length = {n: [r for r in mine if r["steps"] == n] for n in lengths}
+    out = {
+        f"whole_run_{n}": float(np.median([r["env_steps_per_cpu_s"] for r in rows]))
+        for n, rows in by_length.items()
+    }
+    if len(lengths) == 2:
+        cpu = [np.median([r["cpu_s"] for r in by_length[n]]) for n in lengths]
+        out["steady"] = float((lengths[1] - lengths[0]) / (cpu[1] - cpu[0]))
+    return out
 
 
 if __name__ == "__main__":
