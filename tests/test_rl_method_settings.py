@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from ratingrl.cli import app
 from ratingrl.rewards.methods import R4, MultiTask, RbRL
 from ratingrl.rl.builders import R4_ONLINE_GROUPS, make_method, make_online_method
-from ratingrl.rl.config import RunConfig, upgrade_config
+from ratingrl.rl.config import EARLIER_LOSS_FORMS, RunConfig, upgrade_config
 from ratingrl.rl.validation import RunError
 
 runner = CliRunner()
@@ -47,7 +47,11 @@ def test_a_run_stored_before_settings_existed_resumes_as_it_ran(tmp_path):
     stored = {
         k: v for k, v in RunConfig().to_dict().items() if k not in ("method_settings", "version")
     }
-    assert RunConfig.from_dict(upgrade_config(stored)).method_settings == {}
+    # R4 (the default method) ran in the loss forms used before the released ones became default
+    assert RunConfig.from_dict(upgrade_config(stored)).method_settings == EARLIER_LOSS_FORMS["r4"]
+    # a method whose loss never changed gets no settings
+    bt = RunConfig.from_dict(upgrade_config({**stored, "method": "bt"}))
+    assert bt.method_settings == {}
     # multi-task runs of that time used alpha = 1/H (None), the default then
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**stored, "method": "multitask"}))
