@@ -408,3 +408,36 @@ def test_operator_page_counts_agreement_and_consistency_in_chromium(serve, brows
     assert alice[:4] + alice[5:] == ["alice", "7", "0", "1", "1", "0.00", "1.00", "1.00"]
     assert bob[:4] + bob[5:] == ["bob", "7", "1", "1", "1", "1.00", "1.00", "0.00"]
     expect(page.locator("#message")).to_be_empty()
+
+
+def test_a_busy_server_is_asked_again_and_the_rating_lands_once(server, browser):
+    """The server answers 503 with Retry-After when it sheds load (having done nothing): the
+    page says so, waits, and sends the rating again -- it is stored exactly once."""
+    from playwright.sync_api import expect
+
+    url, token, db = server
+    page = browser.new_page()
+    refused = []
+
+    def busy_once(route):
+        if route.request.method == "POST" and not refused:
+            refused.append(route.request.url)
+            route.fulfill(
+                status=503,
+                headers={"Retry-After": "1", "Content-Type": "application/json"},
+                body=json.dumps({"detail": "the server is busy"}),
+            )
+        else:
+            route.continue_()
+
+    page.route("**/api/ratings", busy_once)
+    page.goto(f"{url}/#token={token}")
+    progress = page.locator("#progress")
+    expect(progress).to_have_text("rated 0 / queued 3")
+    _wait_decoded(page, "#video", "the clip")
+    page.keyboard.press("2")
+    expect(page.locator("#message")).to_contain_text("busy", timeout=5000)
+    expect(progress).to_have_text("rated 1 / queued 2", timeout=10000)
+    assert len(refused) == 1
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT status, value FROM ratings").fetchall() == [("rated", 1)]

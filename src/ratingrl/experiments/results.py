@@ -36,6 +36,8 @@ STATUSES = ("finished", "failed", "running", "stopped", "pending")
 POLICY_METRICS = (
     "true_return_final",
     "true_return_final_std",
+    "true_return_final_ci_low",
+    "true_return_final_ci_high",
     "true_return_best",
     "learned_return_final",
     "labels",
@@ -209,6 +211,8 @@ def _policy_metrics(summary: dict) -> dict:
     out = {
         "true_return_final": final.get("mean"),
         "true_return_final_std": final.get("std"),
+        "true_return_final_ci_low": (final.get("ci95") or [None, None])[0],
+        "true_return_final_ci_high": (final.get("ci95") or [None, None])[1],
         "true_return_best": best.get("mean"),
         "learned_return_final": learned.get("mean"),
         "labels": summary.get("labels_used"),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
@@ -23,6 +24,7 @@ from ratingrl.rl.reward_wrapper import EpisodeRecorder, StepRewardFn
 
 __all__ = [
     "evaluate",
+    "return_stats",
     "PeriodicEvaluation",
     "log_evaluation",
     "LearnedEpisodeReturns",
@@ -48,14 +50,35 @@ def evaluate(
     )
     true = np.array([ep.total_return for ep in episodes])
     out = {
-        "true_return": {"mean": float(true.mean()), "std": float(true.std())},
+        "true_return": return_stats(true),
         "learned_return": None,
         "episode_length": float(np.mean([ep.length for ep in episodes])),
     }
     if reward_fn is not None:
         learned = np.array([float(np.sum(reward_fn(ep.obs, ep.acts))) for ep in episodes])
-        out["learned_return"] = {"mean": float(learned.mean()), "std": float(learned.std())}
+        out["learned_return"] = return_stats(learned)
     return out
+
+
+def return_stats(returns: np.ndarray) -> dict:
+    """Mean, std, each episode's return and a 95% t-interval of the mean.
+
+    Evaluation returns of one policy spread widely (a walker that falls scores a third of one
+    that does not), so one mean over five episodes can differ from the next by more than two
+    methods do; the interval says how far the mean itself can be trusted.
+    """
+    n = returns.size
+    mean = float(returns.mean())
+    interval = None  # one episode: no interval (and summary.json stays strict JSON)
+    if n > 1:
+        half = float(stats.t.ppf(0.975, n - 1) * returns.std(ddof=1) / np.sqrt(n))
+        interval = [mean - half, mean + half]
+    return {
+        "mean": mean,
+        "std": float(returns.std()),
+        "ci95": interval,
+        "episodes": [float(r) for r in returns],
+    }
 
 
 class PeriodicEvaluation(BaseCallback):

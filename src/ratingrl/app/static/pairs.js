@@ -19,13 +19,25 @@
 
   function say(text) { $("message").textContent = text || ""; }
 
+  // A busy server answers 503 with Retry-After before doing anything: wait and ask again.
+  async function send(method, path, body) {
+    for (let attempt = 0; ; attempt++) {
+      const response = await fetch(path, {
+        method,
+        headers: Object.assign({ Authorization: "Bearer " + token },
+                               body ? { "Content-Type": "application/json" } : {}),
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      if (response.status !== 503 || attempt >= 5) return response;
+      const wait = Math.min(10, Number(response.headers.get("Retry-After")) || 1);
+      say("The server is busy; trying again in " + wait + " s.");
+      await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+      say("");
+    }
+  }
+
   async function api(method, path, body) {
-    const response = await fetch(path, {
-      method,
-      headers: Object.assign({ Authorization: "Bearer " + token },
-                             body ? { "Content-Type": "application/json" } : {}),
-      body: body ? JSON.stringify(body) : undefined,
-    });
+    const response = await send(method, path, body);
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
     if (!response.ok) {
