@@ -37,7 +37,12 @@ SUMMARY_KEYS = {
 
 def _check_summary(summary: dict, run: Path) -> None:
     assert SUMMARY_KEYS <= set(summary)
-    assert set(summary["true_return_final"]) == {"mean", "std"}
+    final = summary["true_return_final"]
+    assert set(final) == {"mean", "std", "ci95", "episodes"}
+    assert len(final["episodes"]) == summary["config"]["eval_episodes"]
+    assert final["mean"] == pytest.approx(np.mean(final["episodes"]))
+    if final["ci95"] is not None:
+        assert final["ci95"][0] <= final["mean"] <= final["ci95"][1]
     assert json.loads((run / "summary.json").read_text())["env_steps"] == summary["env_steps"]
 
 
@@ -50,6 +55,12 @@ def test_online_sac_collects_the_budget_and_relabels(tmp_path, tiny_config):
     assert len(load_rated(tmp_path / "run" / "feedback.parquet")) == 20
     log = (tmp_path / "run" / "progress.csv").read_text().splitlines()[0]
     assert "reward_model/relabelled" in log and "eval/true_return" in log
+    # each update said how the reward ranked the policy's own segments (two rounds of 10)
+    rows = summary["reward_fidelity"]
+    assert [r["labels"] for r in rows] == [10, 20]
+    assert rows[0]["tau_new_before"] is None and rows[1]["tau_new_before"] is not None
+    assert all(-1 <= r["tau_all"] <= 1 and 1 <= r["classes_used"] <= 4 for r in rows)
+    assert "reward_fidelity/tau_all" in log and "reward_fidelity/tau_new_before" in log
 
 
 def test_oracle_and_offline_ppo(tmp_path, tiny_config, pendulum_rated):

@@ -8,7 +8,7 @@
   ratio of returns means something only when the oracle's return is positive (DMC's are
   0..1000); trials on a task whose oracle return is not are left out, and counted.
 * **Overhead** = env steps per CPU second of a learned-reward trial / the paired oracle's,
-  evaluation excluded; "excluding updates" takes the reward updates' seconds out too.
+  evaluation excluded; "excluding updates" takes the reward updates' CPU seconds out too.
 """
 
 from __future__ import annotations
@@ -88,7 +88,11 @@ def policy_scores(rows: Iterable[Mapping]) -> PolicyScores:
         if ours and theirs:
             _add(scores.overhead, name, where, ours / theirs)
             steps = row["env_steps"]
-            cpu = steps / ours - (row.get("reward_update_s") or 0.0)
+            # CPU seconds of the updates (wall seconds only for runs from before they were kept)
+            updates = row.get("reward_update_cpu_s")
+            if updates is None:
+                updates = row.get("reward_update_s") or 0.0
+            cpu = steps / ours - updates
             if cpu > 0:
                 _add(scores.overhead_excluding_updates, name, where, steps / cpu / theirs)
     return scores

@@ -45,6 +45,8 @@ POLICY_METRICS = (
     "env_steps_per_s",
     "env_steps_per_cpu_s",
     "reward_update_s",
+    "reward_update_cpu_s",
+    "query_cpu_s",
     "wall_time_s",
 )
 FIDELITY_METRICS = ("ratings", "classes", "noise", "kendall_tau", "spearman", "label_accuracy")

@@ -116,7 +116,9 @@ def _execute(
 
     started = _connect(ray, options)
     try:
-        task = ray.remote(_run_trial).options(
+        # max_calls=1: each trial in a fresh worker process (the code as it is when the trial
+        # starts, no state or memory carried over from the trial before it)
+        task = ray.remote(max_calls=1)(_run_trial).options(
             num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial, max_retries=0
         )
         total, done = len(outcome.skipped) + len(todo), len(outcome.skipped)

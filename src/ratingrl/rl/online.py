@@ -52,6 +52,7 @@ from ratingrl.feedback.segments import FeedbackError, SegmentSet
 from ratingrl.feedback.store import FeedbackChannel, Labels
 from ratingrl.rewards.nets import RewardEnsemble
 from ratingrl.rewards.training import TrainingError
+from ratingrl.rl.diagnostics import label_fidelity
 from ratingrl.rl.relabel import relabel_replay_buffer
 from ratingrl.rl.reward_wrapper import EpisodeRecorder, LearnedRewardVecEnv
 
@@ -106,6 +107,8 @@ class OnlineFeedback(BaseCallback):
         self.trained_retracted = self.retracted if model is not None else 0
         self.update_seconds = 0.0
         self.update_cpu_seconds = self.query_cpu_seconds = 0.0  # process CPU time
+        self.seen = [len(c.store) if model is not None else 0 for c in self.channels]
+        self.fidelity: list[dict] = []  # per update, with a simulated teacher (diagnostics.py)
 
     @property
     def labels(self) -> int:
@@ -125,7 +128,12 @@ class OnlineFeedback(BaseCallback):
 
     def state_dict(self) -> dict:
         """How many labels (and withdrawals) the current reward has learned from."""
-        return {"trained_on": self.trained_on, "trained_retracted": self.trained_retracted}
+        return {
+            "trained_on": self.trained_on,
+            "trained_retracted": self.trained_retracted,
+            "seen": list(self.seen),
+            "fidelity": list(self.fidelity),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue after a resume; with no reward model yet nothing has been learned."""
@@ -134,6 +142,8 @@ class OnlineFeedback(BaseCallback):
         else:
             self.trained_on = int(state.get("trained_on", 0))
             self.trained_retracted = int(state.get("trained_retracted", 0))
+            self.seen = [int(n) for n in state.get("seen", self.seen)]
+            self.fidelity = list(state.get("fidelity", []))
 
     def _mark_trained(self) -> None:
         """Remember the labels as of now, so the next update waits for a change."""
@@ -226,6 +236,7 @@ class OnlineFeedback(BaseCallback):
             self._mark_trained()  # retry when new labels arrive, not every step
             return
         started, started_cpu = time.perf_counter(), time.process_time()
+        before = self.reward_model
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # empty classes early on are expected
             try:
@@ -239,6 +250,7 @@ class OnlineFeedback(BaseCallback):
         relabelled = self._relabel()
         self.update_seconds += time.perf_counter() - started
         self.update_cpu_seconds += time.process_time() - started_cpu
+        self._record_fidelity(before, data)
         self.logger.record("feedback/labels", self.labels)
         self.logger.record("feedback/rounds", min(c.store.rounds_done for c in self.channels))
         self._record_each("labels", {c.name: len(c.store) for c in self.channels})
@@ -247,6 +259,17 @@ class OnlineFeedback(BaseCallback):
             self.logger.record(f"reward_model/{key}", value)
         if self.on_update is not None:
             self.on_update(self)
+
+    def _record_fidelity(self, before: RewardEnsemble | None, data: list) -> None:
+        """Log how the reward ranks the policy's own segments (simulated teachers only)."""
+        row = label_fidelity(before, self.reward_model, data, self.seen)
+        self.seen = [len(c.store) for c in self.channels]
+        if row:
+            for key, value in row.items():
+                if value is not None:
+                    self.logger.record(f"reward_fidelity/{key}", value)
+            steps = int(self.num_timesteps)
+            self.fidelity.append({"env_steps": steps, "labels": self.labels, **row})
 
     def _record_each(self, key: str, values: dict[str, int]) -> None:
         """Per-channel columns (``feedback/labels_pairs``), only when there are several."""

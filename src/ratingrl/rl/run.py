@@ -400,6 +400,8 @@ class Run:
             "reward_update_cpu_s": timing.reward_update_cpu_s,
             "query_cpu_s": timing.query_cpu_s,
             "reward_model": self.reward_log,
+            # per update, with a simulated teacher: the reward on the policy's own segments
+            "reward_fidelity": self.loop.fidelity if self.loop is not None else [],
             "evaluations": history,
             "config": self.config.to_dict(),
         }
