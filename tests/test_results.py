@@ -204,3 +204,27 @@ def test_fidelity_trials_get_their_tables(tmp_path):
     assert "| 100 | 4 | 0 | **0.905 ± 0.005** | 0.805 ± 0.005 |" in text
     assert (tmp_path / "out" / "fid_fidelity.png").exists()
     assert Path(tmp_path / "out" / "report.json").exists()
+
+
+def test_the_report_shows_each_runs_final_interval_and_its_reward_on_its_own_segments(tmp_path):
+    results = ResultStore(tmp_path / "store")
+    oracle = _trial(results, "sac300k", "oracle", ENVS[0], 0)
+    r4 = _trial(results, "sac300k", "r4", ENVS[0], 0)
+    for trial_id in (oracle, r4):
+        path = results.trial_dir(trial_id) / "summary.json"
+        summary = json.loads(path.read_text())
+        summary["true_return_final"] |= {"ci95": [400.0, 520.0], "episodes": [460.0] * 10}
+        if trial_id == r4:  # four updates: the previous reward ranks new segments worse late
+            taus = [None, 0.8, 0.4, 0.2]
+            summary["reward_fidelity"] = [
+                {"tau_new_before": t, "tau_all": 0.7, "tau_labels": 0.9, "classes_used": 6}
+                for t in taus
+            ]
+        path.write_text(json.dumps(summary))
+    results.rebuild()
+    text = (write_report(results.root, tmp_path / "report")).read_text()
+    assert "| dmc/walker-walk | oracle | 0 | 10 | 500 [400, 520] |" in text
+    assert "| dmc/walker-walk | r4 | 0 | 10 | 450 [400, 520] |" in text
+    # early = mean of the first half of the defined values (0.8), late = the rest (0.4, 0.2)
+    assert "| dmc/walker-walk | r4 | 0 | 4 | 0.80 | 0.30 | 0.70 | 0.90 | 6 |" in text
+    assert "| dmc/walker-walk | oracle | 0 | 4" not in text

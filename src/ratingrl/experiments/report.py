@@ -23,6 +23,7 @@ import numpy as np
 
 from ratingrl.experiments import measures, stats
 from ratingrl.experiments.claims import load_claims, measure_claim
+from ratingrl.experiments.report_runs import run_tables
 from ratingrl.experiments.results import ResultStore
 
 __all__ = ["write_report"]
@@ -113,9 +114,12 @@ def _policy(
     data: dict = {"tasks": tasks, "arms": arms, "unpaired": scores.unpaired}
 
     lines += ["### Final true return (mean [95% CI], seeds)", ""]
-    lines += ["| arm | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
     data["returns"] = {}
-    for name in arms:
+    if not tasks:
+        lines += ["No finished trial yet.", ""]
+    else:
+        lines += ["| arm | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+    for name in arms if tasks else ():
         by_task = scores.returns.get(name, {})
         cells = {t: stats.mean_interval({t: v}, reps=reps, seed=seed) for t, v in by_task.items()}
         data["returns"][name] = {t: i.to_dict() for t, i in cells.items()}
@@ -126,6 +130,7 @@ def _policy(
     lines += _recovery(sweep, recovery, scores, tasks, arms, out, data, reps, seed)
     lines += _improvements(recovery, data, reps, seed)
     lines += _curves(results, sweep, rows, tasks, arms, out, data, reps, seed)
+    lines += run_tables(results, rows, arms)
     return lines, data
 
 
