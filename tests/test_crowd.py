@@ -57,7 +57,8 @@ def test_noise_makes_repeats_disagree_and_no_noise_keeps_them():
     returns = np.repeat(np.linspace(0, 30, 50), 2)  # each clip twice
     exact = SimulatedRater("ann", (10.0, 20.0)).rate(returns, 0, np.random.default_rng(0))
     assert np.array_equal(exact[::2], exact[1::2])
-    noisy = SimulatedRater("bob", (10.0, 20.0), noise=5.0).rate(returns, 0, np.random.default_rng(0))
+    noisy_rater = SimulatedRater("bob", (10.0, 20.0), noise=5.0)
+    noisy = noisy_rater.rate(returns, 0, np.random.default_rng(0))
     assert np.mean(noisy[::2] != noisy[1::2]) > 0.1
 
 
@@ -155,6 +156,7 @@ def test_crowd_is_seeded_and_keeps_its_session_and_configuration():
         return crowd, crowd.rate(segments, np.random.default_rng(6), repeats=8)
 
     (c1, d1), (c2, d2) = run(), run()
+    assert c1.to_dict() == c2.to_dict()
     np.testing.assert_array_equal(d1.ratings, d2.ratings)
     np.testing.assert_array_equal(d1.rater, d2.rater)
     again = Crowd.from_dict(d1.source)
