@@ -21,13 +21,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import ClassVar, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar, get_args
 
 import numpy as np
 from torch import Tensor
 
 from ratingrl.rewards.batching import item_batches
 from ratingrl.rewards.nets import RewardEnsemble
+
+if TYPE_CHECKING:
+    from ratingrl.feedback.segments import PreferencePairs, RatedSegments
 
 __all__ = [
     "TrainingError",
@@ -68,6 +71,9 @@ class DataInfo:
     train_idx: np.ndarray
     horizon: int
     n_classes: int | None = None  # the rating scale's size (ratings only)
+    dataset: RatedSegments | PreferencePairs | None = field(default=None, compare=False, repr=False)
+    """The term's labelled data, rows aligned with ``labels``, for a method that needs more than
+    the labels: who gave each one (a rater model), which segments were shown twice."""
 
     @property
     def train_classes(self) -> np.ndarray:
@@ -90,6 +96,7 @@ class Batch:
     data: DataInfo
     params: Mapping[str, Tensor]
     second_returns: Tensor | None = None
+    index: Tensor | None = None  # the labels' rows in ``data.labels`` (and ``data.dataset``)
 
 
 # -- the base class ----------------------------------------------------------------------------
