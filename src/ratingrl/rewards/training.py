@@ -216,7 +216,8 @@ class _TermRun:
             labels, n_classes, strata = data.ratings, data.scale.n, data.ratings
             self.tensors = [_Tensors(data.segments)]
         train_idx, self.val_idx = _split(len(data), config.val_fraction, rng)
-        self.info = DataInfo(_kind(data), labels, train_idx, _segments(data).horizon, n_classes)
+        horizon = _segments(data).horizon
+        self.info = DataInfo(_kind(data), labels, train_idx, horizon, n_classes, data)
         self.method.check_data(self.info)
         self.pools = [
             resample(train_idx, strata, config.bootstrap, rng)
@@ -237,9 +238,9 @@ class _TermRun:
 
     def loss(self, model: RewardEnsemble, index: np.ndarray) -> Tensor:
         returns = [t.returns(model, index) for t in self.tensors]
-        labels = self.labels_t[torch.as_tensor(index)]
+        rows = torch.as_tensor(index)
         second = returns[1] if len(returns) > 1 else None
-        batch = Batch(returns[0], labels, model, self.info, self.params, second)
+        batch = Batch(returns[0], self.labels_t[rows], model, self.info, self.params, second, rows)
         return self.method.loss(batch)
 
     @torch.no_grad()
