@@ -5,8 +5,14 @@ random-policy clips all rates "bad". A :class:`PoolSpec` describes a ladder of b
 policy saved at several stages of training, each also run with action noise); building it
 trains a policy, which is why pools are cached under a hash of the spec and built once.
 
+A pool is sized in segments, not episodes: each level of behaviour is rolled out until it gives
+``segments_per_level`` segments (:func:`collect_level`). Where episodes run to the time limit
+(HalfCheetah, DeepMind Control) the first ``episodes_per_policy`` episodes already do; where they
+end early (Hopper, Walker2d fall over) more episodes are collected, up to ``max_level_steps``
+environment steps a level.
+
 The builder itself lives in ``ratingrl.rl.behaviour`` (it needs Stable-Baselines3); this module
-only knows specs, cache paths and splits.
+only knows specs, the collection of one level, cache paths and splits.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,9 +28,24 @@ from pathlib import Path
 import numpy as np
 
 from ratingrl.feedback.io import load_segments, save_segments
+from ratingrl.feedback.rollouts import Episode, PolicyFn, collect_episodes
 from ratingrl.feedback.segments import FeedbackError, SegmentSet
 
-__all__ = ["PoolSpec", "default_cache_dir", "pool_path", "cached_pool", "split_by_episode"]
+__all__ = [
+    "PoolSpec",
+    "collect_level",
+    "short_levels",
+    "default_cache_dir",
+    "pool_path",
+    "cached_pool",
+    "split_by_episode",
+]
+
+_LATER_FIELDS = ("segments_per_level", "max_level_steps")
+"""Fields added after pools were first cached: left out of the key while unset, so a pool cached
+before them keeps its file (and is checked against its segment target when loaded)."""
+LEVEL_STEP_EPISODES = 100
+"""Unset ``max_level_steps``: a level may take this many full-length episodes' steps."""
 
 
 @dataclass(frozen=True)
@@ -41,9 +63,25 @@ class PoolSpec:
         default=(0.0, 0.3, 1.0),
         metadata={"help": "Gaussian action noise (fraction of the action half-range) per run"},
     )
-    episodes_per_policy: int = field(default=4, metadata={"help": "episodes per (stage, noise)"})
+    episodes_per_policy: int = field(
+        default=4, metadata={"help": "episodes first collected per (stage, noise) level"}
+    )
     max_episode_steps: int = field(default=1000, metadata={"help": "episodes are cut here"})
     seed: int = 0
+    segments_per_level: int | None = field(
+        default=None,
+        metadata={
+            "help": "segments each level gives at least (more episodes where they end early); "
+            "unset: what episodes_per_policy full-length episodes give"
+        },
+    )
+    max_level_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "env steps a level may take to give its segments; unset: "
+            f"{LEVEL_STEP_EPISODES} x max_episode_steps"
+        },
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_steps", tuple(int(s) for s in self.train_steps))
@@ -56,14 +94,120 @@ class PoolSpec:
             )
         if not self.train_steps or sorted(self.train_steps) != list(self.train_steps):
             raise FeedbackError(f"train_steps must be ascending, got {self.train_steps}")
+        for name in _LATER_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise FeedbackError(f"PoolSpec.{name} must be a whole number >= 1, got {value!r}")
+
+    @property
+    def segments_per_episode(self) -> int:
+        """Segments one episode run to ``max_episode_steps`` gives."""
+        return (self.max_episode_steps - self.horizon) // self.stride + 1
+
+    @property
+    def level_target(self) -> int:
+        """Segments every level must give (``segments_per_level`` or its default)."""
+        if self.segments_per_level is not None:
+            return self.segments_per_level
+        return self.episodes_per_policy * self.segments_per_episode
+
+    @property
+    def level_step_budget(self) -> int:
+        """Env steps a level may take (``max_level_steps`` or its default)."""
+        if self.max_level_steps is not None:
+            return self.max_level_steps
+        return LEVEL_STEP_EPISODES * self.max_episode_steps
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The spec as JSON-able fields; the later fields only when set (see ``_LATER_FIELDS``)."""
+        data = asdict(self)
+        for name in _LATER_FIELDS:
+            if data[name] is None:
+                del data[name]
+        return data
 
     def key(self) -> str:
         """Short hash of the spec: the cache file name."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def collect_level(
+    spec: PoolSpec,
+    policy: PolicyFn,
+    name: str,
+    run: int,
+    first_episode_id: int = 0,
+    *,
+    record_states: bool = False,
+    on_step: Callable[[int], None] | None = None,
+) -> list[Episode]:
+    """Episodes of one behaviour level (the ``run``-th) until they give ``spec.level_target``
+    segments, so envs whose episodes end early still fill their share of the pool.
+
+    The first ``episodes_per_policy`` episodes are what a pool sized in episodes held (same
+    seeds, same noise draws), so where they already give the target the pool is unchanged.
+    Then batches sized from the segments per episode so far, until the target or the level's
+    step budget: reaching the budget short of the target raises :class:`FeedbackError` saying
+    what the level gave (a policy that falls at once would otherwise roll out forever).
+    """
+    target, budget = spec.level_target, spec.level_step_budget
+    seed = spec.seed * 100_000 + run * 1000
+    episodes: list[Episode] = []
+    steps = segments = 0
+    batch = spec.episodes_per_policy
+    while True:
+        new = collect_episodes(
+            spec.env_id,
+            policy,
+            batch,
+            seed=seed + len(episodes),
+            max_steps=spec.max_episode_steps,
+            policy_name=name,
+            first_episode_id=first_episode_id + len(episodes),
+            on_step=on_step,
+            record_states=record_states,
+        )
+        episodes += new
+        steps += sum(e.length for e in new)
+        segments += sum(_segments_in(e.length, spec) for e in new)
+        if segments >= target:
+            return episodes
+        if steps >= budget:
+            mean = steps / len(episodes)
+            raise FeedbackError(
+                f"the pool of {spec.env_id}: level {name} gave {segments} of its {target} "
+                f"segments in {steps:,} steps ({len(episodes)} episodes of {mean:.0f} steps on "
+                f"average, segments of {spec.horizon}); ask for fewer segments per level "
+                f"(segments_per_level) or allow more steps (max_level_steps={budget})"
+            )
+        batch = _next_batch(target - segments, segments, len(episodes), steps, budget - steps)
+
+
+def _segments_in(length: int, spec: PoolSpec) -> int:
+    """Segments :func:`~ratingrl.feedback.rollouts.segment_episodes` cuts from one episode."""
+    return 0 if length < spec.horizon else (length - spec.horizon) // spec.stride + 1
+
+
+def _next_batch(missing: int, segments: int, episodes: int, steps: int, steps_left: int) -> int:
+    """Episodes to collect next: enough at the rate so far, at most twice those so far (a rate
+    from a few episodes is rough) and about what the steps left allow."""
+    wanted = -(-missing * episodes // segments) if segments else 2 * episodes
+    affordable = max(1, steps_left * episodes // steps)
+    return max(1, min(wanted, 2 * episodes, affordable))
+
+
+def short_levels(spec: PoolSpec, segments: SegmentSet) -> dict[str, int]:
+    """Levels of a pool (by the behaviour that made its episodes) with fewer segments than
+    ``spec.level_target``, and how many they have; empty when the pool does not say which
+    episode came from which behaviour (``info["episodes"]``)."""
+    episodes = segments.info.get("episodes") if segments.info else None
+    if not episodes:
+        return {}
+    level_of = {int(i): e.get("policy", "") for i, e in episodes.items()}
+    counts = Counter(level_of.get(int(i), "") for i in segments.episode_id.tolist())
+    levels = dict.fromkeys(level_of.values())  # every level, one that gave no segment too
+    return {level: counts[level] for level in levels if counts[level] < spec.level_target}
 
 
 def default_cache_dir() -> Path:
@@ -81,11 +225,16 @@ def cached_pool(
     build: Callable[[PoolSpec], SegmentSet],
     cache_dir: str | Path | None = None,
 ) -> SegmentSet:
-    """Load the pool for ``spec`` from the cache, or ``build`` it and save it there."""
+    """Load the pool for ``spec`` from the cache, or ``build`` it and save it there.
+
+    A cached pool with a level short of its segment target (one built in episodes, before
+    pools were sized in segments, of an env whose episodes end early) is built again.
+    """
     path = pool_path(spec, cache_dir)
     if path.exists():
         segments, extra = load_segments(path)
-        if extra.get("spec") == json.loads(json.dumps(spec.to_dict())):
+        same = extra.get("spec") == json.loads(json.dumps(spec.to_dict()))
+        if same and not short_levels(spec, segments):
             return segments
     segments = build(spec)
     save_segments(segments, path, spec=spec.to_dict())

@@ -17,13 +17,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import BasePolicy
 
 from ratingrl.feedback.envs import has_physics_state, make_env
-from ratingrl.feedback.pool import PoolSpec
-from ratingrl.feedback.rollouts import (
-    PolicyFn,
-    collect_episodes,
-    noisy_policy,
-    segment_episodes,
-)
+from ratingrl.feedback.pool import PoolSpec, collect_level
+from ratingrl.feedback.rollouts import PolicyFn, noisy_policy, segment_episodes
 from ratingrl.feedback.segments import SegmentSet
 from ratingrl.progress import progress_bar
 
@@ -74,7 +69,8 @@ def ppo_snapshots(
 
 
 def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
-    """Roll out every (snapshot, noise level) of ``spec`` and cut the episodes into segments."""
+    """Roll out every (snapshot, noise level) of ``spec`` until each gives its segments
+    (:func:`~ratingrl.feedback.pool.collect_level`) and cut the episodes into segments."""
     probe = make_env(spec.env_id)
     low, high = probe.action_space.low, probe.action_space.high
     record_states = has_physics_state(probe)  # the rating app replays them (DMC obs lack it)
@@ -93,21 +89,18 @@ def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
                 run = stage * len(spec.action_noise) + n
                 rng = np.random.default_rng([spec.seed, run])
                 name = f"ppo{steps}+noise{sigma:g}"
-                new = collect_episodes(
-                    spec.env_id,
+                new = collect_level(  # until the level gives its segments (falls: more episodes)
+                    spec,
                     noisy_policy(policy, sigma, low, high, rng),
-                    spec.episodes_per_policy,
-                    seed=spec.seed * 100_000 + run * 1000,
-                    max_steps=spec.max_episode_steps,
-                    policy_name=name,
+                    name,
+                    run,
                     first_episode_id=len(episodes),
                     on_step=lambda k: bar.advance(roll, k),
                     record_states=record_states,
                 )
                 episodes.extend(new)
-                bar.update(
-                    roll, status=f"{name}: return {np.mean([e.total_return for e in new]):.0f}"
-                )
+                mean = np.mean([e.total_return for e in new])
+                bar.update(roll, status=f"{name}: {len(new)} episodes, return {mean:.0f}")
         bar.update(roll, completed=total_env_steps)
     info["episodes"] = {
         str(e.episode_id): {"policy": e.policy, "return": e.total_return} for e in episodes
