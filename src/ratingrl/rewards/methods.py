@@ -233,3 +233,7 @@ class Regression(RewardMethod):
 
     def loss(self, batch: Batch) -> Tensor:
         return losses.regression_loss(batch.returns, batch.labels, self.scale)
+
+
+# -- methods defined in modules of their own, registered on import -----------------------------
+from ratingrl.rewards import raters as _raters  # noqa: E402, F401  ("raters": a model per rater)
