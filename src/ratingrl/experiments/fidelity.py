@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ratingrl.experiments.fidelity_pool import RequestError, check_requests, split_for_seed
 from ratingrl.feedback.io import atomic_write_bytes, load_segments
-from ratingrl.feedback.pool import PoolSpec, cached_pool, pool_path, split_by_episode
+from ratingrl.feedback.pool import PoolSpec, cached_pool, pool_path
 from ratingrl.feedback.segments import PreferencePairs, SegmentSet
 from ratingrl.feedback.teachers import (
     AdjacentSwap,
@@ -56,7 +57,14 @@ from ratingrl.rewards.metrics import kendall_tau, pair_accuracy, quantile_label_
 from ratingrl.rewards.nets import RewardNetConfig
 from ratingrl.rewards.training import TrainerConfig, train_reward_model
 
-__all__ = ["FidelityConfig", "run_fidelity", "summarise", "default_pool_spec"]
+__all__ = [
+    "FidelityConfig",
+    "RequestError",
+    "check_requests",
+    "run_fidelity",
+    "summarise",
+    "default_pool_spec",
+]
 
 RATING_METRICS = ("kendall_tau", "spearman", "label_accuracy")
 NOISE_MODELS = {"uniform": UniformRelabel, "adjacent": AdjacentSwap}
@@ -130,7 +138,10 @@ class FidelityConfig:
             raise ValueError(f"pool is for {self.pool.env_id!r}, not {self.env_id!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-able fields; the pool's as :meth:`PoolSpec.to_dict` gives them (unset later
+        fields left out), so configurations stored before those fields still compare equal."""
+        assert self.pool is not None
+        return {**asdict(self), "pool": self.pool.to_dict()}
 
     def method(self, spec: str) -> RewardMethod:
         """The method a spec names (R4 gets this benchmark's groups per batch).
@@ -182,15 +193,12 @@ def _pairs(segments: SegmentSet, train: np.ndarray, n: int, noise: float, rng) -
 def run_one(config: FidelityConfig, pool_file: str, job: _Job) -> dict:
     """Train one method on one labelled sample and score it on held-out segments."""
     segments = _load_pool(pool_file)
-    split_rng = np.random.default_rng([job.seed, 0])
-    train, test = split_by_episode(segments, config.test_fraction, split_rng)
-    if len(test) > config.max_test_segments:
-        test = np.sort(split_rng.choice(test, config.max_test_segments, replace=False))
+    train, test = split_for_seed(config, segments, job.seed)
     method = config.method(job.method)
     is_pairs = method.data_kind == "pairs"
     if job.ratings > len(train) and not is_pairs:
-        raise ValueError(
-            f"ratings={job.ratings} exceeds the {len(train)} training segments of the pool"
+        raise RequestError(
+            "ratings", job.ratings, f"the pool has {len(train)} training segments (seed {job.seed})"
         )
     bins = Bins.quantile(job.classes, segments.true_returns[train])
     noise = NOISE_MODELS[config.noise_model](job.noise)
@@ -273,9 +281,14 @@ def run_fidelity(
     progress: bool = True,
     on_row: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Run the sweep, write ``out`` (JSON) when given, and return the report."""
+    """Run the sweep, write ``out`` (JSON) when given, and return the report.
+
+    Raises :class:`RequestError` (before any run) when the pool cannot serve a request, and
+    :class:`~ratingrl.feedback.segments.FeedbackError` when a level of a new pool falls short.
+    """
     started = time.perf_counter()
     pool_file = str(ensure_pool(config, progress))
+    check_requests(config, _load_pool(pool_file), range(config.seeds))
     jobs = _jobs(config)
     rows: list[dict] = []
     with progress_bar(progress) as bar:
