@@ -20,6 +20,7 @@ from ratingrl.cli.data import (
     DEFAULT_POOL_STEPS,
     PoolEpisodesOpt,
     PoolMaxStepsOpt,
+    PoolSegmentsOpt,
     PoolStepsOpt,
     pool_spec,
 )
@@ -29,6 +30,9 @@ from ratingrl.experiments.ordinal_config import OrdinalBenchConfig
 __all__ = ["bench_app", "plot"]
 
 bench_app = typer.Typer(help="Benchmarks that write JSON reports.", no_args_is_help=True)
+
+_FLAGS = {"ratings": "--ratings", "classes": "--classes"}
+"""The flag of ``bench fidelity`` that sets each FidelityConfig field a pool may refuse."""
 
 
 @bench_app.command("fidelity")
@@ -52,13 +56,18 @@ def bench_fidelity(
     pool_steps: PoolStepsOpt = DEFAULT_POOL_STEPS,
     pool_episodes: PoolEpisodesOpt = 4,
     pool_max_steps: PoolMaxStepsOpt = 1000,
+    pool_segments: PoolSegmentsOpt = None,
 ) -> None:
-    """Learn rewards from N ratings with each method; score Kendall tau on held-out segments."""
-    from ratingrl.experiments.fidelity import FidelityConfig, run_fidelity
+    """Learn rewards from N ratings with each method; score Kendall tau on held-out segments.
+
+    A request the pool cannot serve (more ratings than its training segments, more classes than
+    its returns split into) stops before any run with the flag, its value and the limit.
+    """
+    from ratingrl.experiments.fidelity import FidelityConfig, RequestError, run_fidelity
     from ratingrl.rewards.methods import split_method_specs
 
     try:
-        spec = pool_spec(env, pool_steps, pool_episodes, pool_max_steps)
+        spec = pool_spec(env, pool_steps, pool_episodes, pool_max_steps, 0, pool_segments)
         base = FidelityConfig(env_id=env, pool=spec)
         config = FidelityConfig(
             env_id=env,
@@ -79,7 +88,13 @@ def bench_fidelity(
         )
     except ValueError as err:
         raise fail(str(err)) from None
-    report = run_fidelity(config, out)
+    try:
+        report = run_fidelity(config, out)
+    except RequestError as err:
+        larger = f"--pool-segments N (now {spec.level_target} a level)"
+        raise fail(err.message(_FLAGS.get(err.field, err.field), larger)) from None
+    except ValueError as err:  # a level of a new pool short of its segments, or bad data
+        raise fail(str(err)) from None
     _print_fidelity(report)
     console.print(f"report written to {out} ({report['wall_time_s']:.0f} s)")
 

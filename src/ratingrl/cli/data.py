@@ -23,7 +23,15 @@ from ratingrl.cli.common import (
     set_threads,
 )
 
-__all__ = ["pool", "rate", "reward_app", "PoolStepsOpt", "PoolEpisodesOpt", "PoolMaxStepsOpt"]
+__all__ = [
+    "pool",
+    "rate",
+    "reward_app",
+    "PoolStepsOpt",
+    "PoolEpisodesOpt",
+    "PoolMaxStepsOpt",
+    "PoolSegmentsOpt",
+]
 
 reward_app = typer.Typer(help="Learn reward models from rated datasets.", no_args_is_help=True)
 
@@ -33,21 +41,33 @@ PoolStepsOpt = Annotated[
 ]
 PoolEpisodesOpt = Annotated[int, typer.Option(help="pool episodes per (snapshot, noise level)")]
 PoolMaxStepsOpt = Annotated[int, typer.Option(help="pool episodes are cut at this many steps")]
+PoolSegmentsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="segments each (snapshot, noise level) gives at least: more episodes where they end "
+        "early (default: what --pool-episodes full-length episodes give)"
+    ),
+]
 DEFAULT_POOL_STEPS = "0,25000,50000,100000,200000"
 
 
-def pool_spec(env: str, steps: str, episodes: int, max_steps: int, seed: int = 0):
+def pool_spec(
+    env: str, steps: str, episodes: int, max_steps: int, seed: int = 0, segments: int | None = None
+):
     """The pool for ``env``; rejects an unknown environment before anything is built."""
     from ratingrl.feedback.envs import make_env
     from ratingrl.feedback.pool import PoolSpec
 
     make_env(env).close()
+    if segments is not None and segments < 1:
+        raise ValueError(f"--pool-segments must be a whole number >= 1, got {segments}")
     return PoolSpec(
         env,
         train_steps=numbers(steps, "--pool-steps"),
         episodes_per_policy=episodes,
         max_episode_steps=max_steps,
         seed=seed,
+        segments_per_level=segments,
     )
 
 
@@ -56,6 +76,7 @@ def pool(
     pool_steps: PoolStepsOpt = DEFAULT_POOL_STEPS,
     pool_episodes: PoolEpisodesOpt = 4,
     pool_max_steps: PoolMaxStepsOpt = 1000,
+    pool_segments: PoolSegmentsOpt = None,
     seed: int = 0,
 ) -> None:
     """Build (or find in the cache) a pool of segments from behaviour of every quality."""
@@ -65,10 +86,10 @@ def pool(
     from ratingrl.rl.behaviour import build_pool
 
     try:
-        spec = pool_spec(env, pool_steps, pool_episodes, pool_max_steps, seed)
-    except ValueError as err:
+        spec = pool_spec(env, pool_steps, pool_episodes, pool_max_steps, seed, pool_segments)
+        segments = cached_pool(spec, build_pool)
+    except ValueError as err:  # a bad option, or a level of the pool short of its segments
         raise fail(str(err)) from None
-    segments = cached_pool(spec, build_pool)
     returns = segments.true_returns
     console.print(
         f"{len(segments)} segments of {spec.horizon} steps in {pool_path(spec)}\n"
@@ -88,6 +109,7 @@ def rate(
     pool_steps: PoolStepsOpt = DEFAULT_POOL_STEPS,
     pool_episodes: PoolEpisodesOpt = 4,
     pool_max_steps: PoolMaxStepsOpt = 1000,
+    pool_segments: PoolSegmentsOpt = None,
 ) -> None:
     """Have a simulated teacher rate segments of the pool; save them as a dataset."""
     from dataclasses import replace
@@ -103,11 +125,14 @@ def rate(
     if out.exists() and not overwrite:
         raise fail(f"{out} exists; pass --overwrite to replace it")
     try:
-        spec = pool_spec(env, pool_steps, pool_episodes, pool_max_steps)
+        spec = pool_spec(env, pool_steps, pool_episodes, pool_max_steps, 0, pool_segments)
         segments = cached_pool(spec, build_pool)
         rng = np.random.default_rng(seed)
         if ratings > len(segments):
-            raise FeedbackError(f"--ratings {ratings} exceeds the pool's {len(segments)} segments")
+            raise FeedbackError(
+                f"--ratings {ratings} exceeds the pool's {len(segments)} segments; ask for at most "
+                f"{len(segments)}, or --pool-segments N for a larger pool"
+            )
         noise_models = (UniformRelabel(noise),) if noise else ()
         teacher = RatingTeacher(Bins.quantile(classes, segments.true_returns), noise_models)
         chosen = np.sort(rng.choice(len(segments), ratings, replace=False))
