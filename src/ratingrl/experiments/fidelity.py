@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ratingrl.experiments.epic import EpicConfig, score_epic
 from ratingrl.experiments.fidelity_pool import RequestError, check_requests, split_for_seed
 from ratingrl.feedback.io import atomic_write_bytes, load_segments
 from ratingrl.feedback.pool import PoolSpec, cached_pool, pool_path
@@ -114,6 +115,10 @@ class FidelityConfig:
             "help": "modules to import first (dotted names or .py paths), so that the methods "
             "they register can be named in methods"
         },
+    )
+    epic: EpicConfig | None = field(
+        default_factory=EpicConfig,
+        metadata={"help": "EPIC distance to the true reward beside tau (None: not computed)"},
     )
 
     def __post_init__(self) -> None:
@@ -227,6 +232,11 @@ def run_one(config: FidelityConfig, pool_file: str, job: _Job) -> dict:
         rng = np.random.default_rng([job.seed, 1])
         a, b = rng.choice(len(test), (2, 2000))
         row["pair_accuracy"] = pair_accuracy(pred[a], pred[b], (truth[b] > truth[a]).astype(float))
+    if config.epic is not None:  # its own random stream: the figures above are unchanged
+        reward_fn = result.model.as_reward_fn()
+        row.update(
+            score_epic(config.epic, config.env_id, pool_file, segments, test, job.seed, reward_fn)
+        )
     return row
 
 
@@ -260,6 +270,9 @@ def summarise(rows: list[dict], methods: Sequence[str]) -> list[dict]:
             entry = {m: _mean_std([r[m] for r in runs]) for m in RATING_METRICS}
             if "pair_accuracy" in runs[0]:
                 entry["pair_accuracy"] = _mean_std([r["pair_accuracy"] for r in runs])
+            if "epic" in runs[0]:
+                entry["epic"] = _mean_std([r["epic"] for r in runs])
+                entry["epic_estimator"] = runs[0]["epic_estimator"]
             entry["wall_time_s"] = float(np.mean([r["wall_time_s"] for r in runs]))
             results[method] = entry
         out.append({"ratings": n, "classes": k, "noise": p, "results": results})
