@@ -127,6 +127,7 @@ def _execute(
             if any(t.kind == "fidelity" for t in todo):
                 bar.update(line, status="building the pools of behaviour (once per pool)")
             pools = _pool_files(ray, spec, results, todo, outcome)
+            _check_requests(todo, pools)
             queue = [t for t in todo if t.trial_id not in outcome.failed]
             bar.advance(line, len(todo) - len(queue))
             in_flight: dict = {}
@@ -280,6 +281,29 @@ def _fidelity_from_dict(data: dict):
     from ratingrl.experiments.sweep_spec import _nested_replace
 
     return _nested_replace(FidelityConfig(env_id=data["env_id"]), data)
+
+
+def _check_requests(todo: list[Trial], pools: dict[str, str]) -> None:
+    """Refuse the sweep, as a typo is refused, when a fidelity trial asks its pool for more than
+    it holds (more ratings than training segments...): one line, before any trial runs."""
+    from ratingrl.experiments.fidelity import RequestError, check_requests
+    from ratingrl.experiments.sweep_spec import SpecError
+    from ratingrl.feedback.io import load_segments
+
+    loaded: dict[str, object] = {}
+    for trial in todo:
+        if trial.trial_id not in pools:
+            continue
+        path = pools[trial.trial_id]
+        if path not in loaded:
+            loaded[path] = load_segments(path)[0]
+        config = _fidelity_from_dict(trial.config["fidelity"])
+        try:
+            check_requests(config, loaded[path], [trial.seed])
+        except RequestError as err:
+            larger = f"pool.segments_per_level = N (now {config.pool.level_target})"
+            message = err.message(f"{err.field} =", larger)
+            raise SpecError(f"trial {trial.trial_id}: {message}") from None
 
 
 def _pool_files(ray, spec, results: ResultStore, todo: list[Trial], outcome) -> dict[str, str]:
