@@ -42,12 +42,20 @@ class RequestError(ValueError):
 
 def check_requests(config: FidelityConfig, segments: SegmentSet, seeds: Sequence[int]) -> None:
     """Raise :class:`RequestError` for the first request of ``config`` that the pool
-    ``segments`` cannot serve in every one of ``seeds``: more ratings than training segments,
-    more classes than the training returns split into, or a held-out part that cannot be
-    scored. The splits are the runs' own (:func:`split_for_seed`), so what passes here runs;
+    ``segments`` cannot serve in every one of ``seeds``: a held-out part that cannot be
+    scored, more ratings than training segments, or more classes than the training returns
+    split into. The splits are the runs' own (:func:`split_for_seed`), so what passes here runs;
     the limit named is the smallest over the seeds, so asking for it passes."""
     env = config.env_id
     splits = {seed: split_for_seed(config, segments, seed) for seed in seeds}
+    for seed, (_, test) in splits.items():
+        if len(test) < 2 or np.ptp(segments.true_returns[test]) == 0:
+            raise RequestError(
+                "test_fraction",
+                config.test_fraction,
+                f"seed {seed} holds out {len(test)} segments of the pool of {env}, too few to "
+                "rank (at least two with different returns)",
+            )
     seed, (train, _) = min(splits.items(), key=lambda item: len(item[1][0]))
     rates = any(config.method(m).data_kind != "pairs" for m in config.methods)
     if rates and max(config.ratings) > len(train):
@@ -66,14 +74,6 @@ def check_requests(config: FidelityConfig, segments: SegmentSet, seeds: Sequence
                 k,
                 f"the training returns of the pool of {env} split into at most {most[seed]} "
                 f"distinct quantile classes (seed {seed}); ask for at most {most[seed]}",
-            )
-    for seed, (_, test) in splits.items():
-        if len(test) < 2 or np.ptp(segments.true_returns[test]) == 0:
-            raise RequestError(
-                "test_fraction",
-                config.test_fraction,
-                f"seed {seed} holds out {len(test)} segments of the pool of {env}, too few to "
-                "rank (at least two with different returns)",
             )
 
 
