@@ -105,16 +105,29 @@ def _print_fidelity(report: dict) -> None:
             title=f"{report['config']['env_id']}: N={condition['ratings']} "
             f"K={condition['classes']} noise={condition['noise']:g}"
         )
-        for column in ("method", "Kendall tau", "Spearman", "label acc.", "s/run"):
+        epic = _epic_header(condition["results"])
+        for column in ("method", "Kendall tau", *epic, "Spearman", "label acc.", "s/run"):
             table.add_column(column)
         for method, r in condition["results"].items():
+            metrics = ("kendall_tau", "epic", "spearman") if epic else ("kendall_tau", "spearman")
             table.add_row(
                 method,
-                *(f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in ("kendall_tau", "spearman")),
+                *(f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" if m in r else "-" for m in metrics),
                 f"{r['label_accuracy']['mean']:.3f}",
                 f"{r['wall_time_s']:.1f}",
             )
         console.print(table)
+
+
+def _epic_header(results: dict) -> tuple[str, ...]:
+    """The EPIC column's title (none when the runs have no EPIC), naming the fallback used
+    when the pool had no simulator states to query the true reward at."""
+    estimators = {r["epic_estimator"] for r in results.values() if "epic" in r}
+    if not estimators:
+        return ()
+    if estimators == {"simulator"}:
+        return ("EPIC (0 = same)",)
+    return ("Pearson dist. (no sim. states)",)
 
 
 @bench_app.command("ordinal")

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +76,15 @@ class EpicConfig:
         for name in ("transitions", "actions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"epic {name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EpicConfig:
+        """From a table (a sweep's ``[base.epic]``, a stored config); unknown keys are named."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown epic settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import functools
 import json
 import multiprocessing as mp
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
@@ -137,6 +137,8 @@ class FidelityConfig:
             raise ValueError(f"noise_model {self.noise_model!r} not in {sorted(NOISE_MODELS)}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if isinstance(self.epic, Mapping):  # a sweep's [base.epic] table
+            object.__setattr__(self, "epic", EpicConfig.from_dict(self.epic))
         if self.pool is None:
             object.__setattr__(self, "pool", default_pool_spec(self.env_id))
         elif self.pool.env_id != self.env_id:
@@ -146,7 +148,10 @@ class FidelityConfig:
         """JSON-able fields; the pool's as :meth:`PoolSpec.to_dict` gives them (unset later
         fields left out), so configurations stored before those fields still compare equal."""
         assert self.pool is not None
-        return {**asdict(self), "pool": self.pool.to_dict()}
+        data = {**asdict(self), "pool": self.pool.to_dict()}
+        if self.epic == EpicConfig():  # a later field, likewise left out unless changed
+            del data["epic"]
+        return data
 
     def method(self, spec: str) -> RewardMethod:
         """The method a spec names (R4 gets this benchmark's groups per batch).
@@ -337,6 +342,7 @@ def run_fidelity(
         "pool_file": pool_file,
         "conditions": conditions,
         "runs": rows,
+        "epic": None if config.epic is None else asdict(config.epic),
         "wall_time_s": time.perf_counter() - started,
     }
     if len(conditions) == 1:
