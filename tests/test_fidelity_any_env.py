@@ -52,12 +52,17 @@ def test_a_level_of_an_env_that_ends_early_is_rolled_out_until_it_gives_its_segm
     first = collect_episodes("Hopper-v5", _random("Hopper-v5"), 2, seed=0, max_steps=200)
     assert len(segment_episodes(first, 10, 5)) < 40 and max(e.length for e in first) < 200
 
-    episodes = collect_level(spec, _random("Hopper-v5"), "random", 0, first_episode_id=7)
+    level = collect_level(spec, _random("Hopper-v5"), "random", 0, first_episode_id=7)
+    episodes = level.episodes
     segments = segment_episodes(episodes, 10, 5)
-    assert len(segments) >= 40
+    assert len(segments) == level.segments >= 40
+    assert level.steps >= sum(e.length for e in episodes)
     assert len(episodes) > 2
     assert [e.episode_id for e in episodes] == list(range(7, 7 + len(episodes)))
     assert len({e.length for e in episodes}) > 1  # real falls, not a time limit
+    # after the first episodes only those long enough for a segment are kept
+    assert all(e.length >= 10 for e in episodes[2:])
+    assert level.episodes_run >= len(episodes)
     # the first episodes are those a pool sized in episodes held: same seeds, same actions
     np.testing.assert_array_equal(episodes[0].acts, first[0].acts)
     np.testing.assert_array_equal(episodes[1].obs, first[1].obs)
@@ -73,15 +78,15 @@ def test_a_level_that_cannot_give_its_segments_stops_at_its_step_budget():
     assert "\n" not in message
     assert "level ppo0+noise1 gave 0 of its 5 segments" in message
     steps = int(re.search(r"in ([\d,]+) steps", message).group(1).replace(",", ""))
-    assert 600 <= steps < 1200  # stopped at the budget, not far past it
-    assert "max_level_steps=600" in message
+    assert 60 <= steps < 1200  # a tenth of the budget at a hopeless rate, or the budget
+    assert "max_level_steps=600" in message and "segments_per_level" in message
 
 
 def test_a_level_of_an_env_that_never_ends_early_is_what_its_episodes_gave():
     spec = PoolSpec("Pendulum-v1", horizon=50, stride=25, train_steps=(0,), episodes_per_policy=3,
                     max_episode_steps=100)  # fmt: skip
     assert spec.level_target == 3 * 3  # three full episodes of three segments
-    level = collect_level(spec, _random("Pendulum-v1"), "random", 2, first_episode_id=5)
+    level = collect_level(spec, _random("Pendulum-v1"), "random", 2, first_episode_id=5).episodes
     before = collect_episodes(
         "Pendulum-v1", _random("Pendulum-v1"), 3, seed=2 * 1000, max_steps=100,
         policy_name="random", first_episode_id=5,
@@ -142,6 +147,9 @@ def test_a_pool_on_an_env_that_ends_early_reaches_every_level_target(tmp_path):
     assert short_levels(spec, pool) == {}
     assert len(pool) >= 3 * 25
     assert len(pool.info["episodes"]) > 3 * 2  # some level needed more than its first episodes
+    stats = pool.info["levels"]
+    assert all(stats[level]["segments"] >= 25 for level in levels)
+    assert max(stats[level]["episodes_run"] for level in levels) > 2
 
 
 # -- requests a pool cannot serve ------------------------------------------------------------

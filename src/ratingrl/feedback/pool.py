@@ -22,7 +22,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from ratingrl.feedback.segments import FeedbackError, SegmentSet
 
 __all__ = [
     "PoolSpec",
+    "Level",
     "collect_level",
     "short_levels",
     "default_cache_dir",
@@ -44,8 +45,11 @@ __all__ = [
 _LATER_FIELDS = ("segments_per_level", "max_level_steps")
 """Fields added after pools were first cached: left out of the key while unset, so a pool cached
 before them keeps its file (and is checked against its segment target when loaded)."""
-LEVEL_STEP_EPISODES = 100
-"""Unset ``max_level_steps``: a level may take this many full-length episodes' steps."""
+LEVEL_STEP_EPISODES = 1000
+"""Unset ``max_level_steps``: a level may take this many full-length episodes' steps. Walker2d's
+random-action level gives a 50-step segment every ~3,700 steps (one episode in 200 lasts 50
+steps), so its default 156 segments take ~600,000: within 1,000 episodes of 1,000 steps."""
+MAX_BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,22 @@ class PoolSpec:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class Level:
+    """One level of behaviour as :func:`collect_level` rolled it out: the episodes kept and
+    what it took (``episodes_run`` counts those too short for a segment, which are dropped)."""
+
+    name: str
+    episodes: list[Episode]
+    episodes_run: int
+    steps: int
+    segments: int
+
+    def summary(self) -> dict:
+        """What a pool records of the level (``info["levels"]``)."""
+        return {"episodes_run": self.episodes_run, "steps": self.steps, "segments": self.segments}
+
+
 def collect_level(
     spec: PoolSpec,
     policy: PolicyFn,
@@ -141,47 +161,53 @@ def collect_level(
     *,
     record_states: bool = False,
     on_step: Callable[[int], None] | None = None,
-) -> list[Episode]:
+) -> Level:
     """Episodes of one behaviour level (the ``run``-th) until they give ``spec.level_target``
     segments, so envs whose episodes end early still fill their share of the pool.
 
     The first ``episodes_per_policy`` episodes are what a pool sized in episodes held (same
-    seeds, same noise draws), so where they already give the target the pool is unchanged.
-    Then batches sized from the segments per episode so far, until the target or the level's
-    step budget: reaching the budget short of the target raises :class:`FeedbackError` saying
-    what the level gave (a policy that falls at once would otherwise roll out forever).
+    seeds, same noise draws, all kept), so where they give the target the pool is unchanged.
+    Then batches sized from the segments per episode so far, keeping the episodes long enough
+    for a segment, until the target or the level's step budget: a level that reaches its
+    budget short of the target, or shows after a tenth of it that it would, raises
+    :class:`FeedbackError` saying what it gave (a policy that falls at once would otherwise
+    roll out forever). Episodes are numbered from ``first_episode_id`` in the order kept.
     """
     target, budget = spec.level_target, spec.level_step_budget
     seed = spec.seed * 100_000 + run * 1000
-    episodes: list[Episode] = []
-    steps = segments = 0
+    kept: list[Episode] = []
+    episodes_run = steps = segments = 0
     batch = spec.episodes_per_policy
     while True:
         new = collect_episodes(
             spec.env_id,
             policy,
             batch,
-            seed=seed + len(episodes),
+            seed=seed + episodes_run,
             max_steps=spec.max_episode_steps,
             policy_name=name,
-            first_episode_id=first_episode_id + len(episodes),
             on_step=on_step,
             record_states=record_states,
         )
-        episodes += new
         steps += sum(e.length for e in new)
         segments += sum(_segments_in(e.length, spec) for e in new)
+        if episodes_run:  # after the first batch only the episodes that give a segment
+            new = [e for e in new if e.length >= spec.horizon]
+        first = first_episode_id + len(kept)
+        kept += [replace(e, episode_id=first + i) for i, e in enumerate(new)]
+        episodes_run += batch
         if segments >= target:
-            return episodes
-        if steps >= budget:
-            mean = steps / len(episodes)
+            return Level(name, kept, episodes_run, steps, segments)
+        reason = _stop_reason(segments, target, steps, budget)
+        if reason:
             raise FeedbackError(
                 f"the pool of {spec.env_id}: level {name} gave {segments} of its {target} "
-                f"segments in {steps:,} steps ({len(episodes)} episodes of {mean:.0f} steps on "
-                f"average, segments of {spec.horizon}); ask for fewer segments per level "
-                f"(segments_per_level) or allow more steps (max_level_steps={budget})"
+                f"segments in {steps:,} steps ({episodes_run} episodes of "
+                f"{steps / episodes_run:.0f} steps on average, segments of {spec.horizon}; "
+                f"{reason}): ask for fewer segments per level (segments_per_level) or allow "
+                "more steps (max_level_steps)"
             )
-        batch = _next_batch(target - segments, segments, len(episodes), steps, budget - steps)
+        batch = _next_batch(target - segments, segments, episodes_run, steps, budget - steps)
 
 
 def _segments_in(length: int, spec: PoolSpec) -> int:
@@ -189,12 +215,24 @@ def _segments_in(length: int, spec: PoolSpec) -> int:
     return 0 if length < spec.horizon else (length - spec.horizon) // spec.stride + 1
 
 
+def _stop_reason(segments: int, target: int, steps: int, budget: int) -> str:
+    """Why a level short of its target stops now ("" while it may go on): its budget spent, or
+    a tenth of it spent at a rate that would give less than half the target."""
+    if steps >= budget:
+        return f"max_level_steps={budget:,} reached"
+    if steps >= budget // 10 and 2 * segments * budget < target * steps:
+        projected = segments * budget // steps
+        return f"at that rate max_level_steps={budget:,} would give about {projected}"
+    return ""
+
+
 def _next_batch(missing: int, segments: int, episodes: int, steps: int, steps_left: int) -> int:
     """Episodes to collect next: enough at the rate so far, at most twice those so far (a rate
-    from a few episodes is rough) and about what the steps left allow."""
+    from a few episodes is rough), about what the steps left allow, and at most
+    ``MAX_BATCH`` (the batch is held in memory)."""
     wanted = -(-missing * episodes // segments) if segments else 2 * episodes
     affordable = max(1, steps_left * episodes // steps)
-    return max(1, min(wanted, 2 * episodes, affordable))
+    return max(1, min(wanted, 2 * episodes, affordable, MAX_BATCH))
 
 
 def short_levels(spec: PoolSpec, segments: SegmentSet) -> dict[str, int]:

@@ -76,11 +76,11 @@ def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
     record_states = has_physics_state(probe)  # the rating app replays them (DMC obs lack it)
     probe.close()
     runs = len(spec.train_steps) * len(spec.action_noise)
-    total_env_steps = runs * spec.episodes_per_policy * spec.max_episode_steps
-    episodes, info = [], {}
+    per_level = spec.episodes_per_policy * spec.max_episode_steps
+    episodes, info, levels, done = [], {}, {}, 0
     with progress_bar(progress) as bar:
         train = bar.add_task(f"PPO behaviour on {spec.env_id}", total=max(spec.train_steps))
-        roll = bar.add_task("rollouts", total=total_env_steps)
+        roll = bar.add_task("rollouts", total=runs * per_level)
         snapshots = ppo_snapshots(
             spec.env_id, spec.train_steps, spec.seed, lambda k: bar.advance(train, k)
         )
@@ -89,7 +89,7 @@ def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
                 run = stage * len(spec.action_noise) + n
                 rng = np.random.default_rng([spec.seed, run])
                 name = f"ppo{steps}+noise{sigma:g}"
-                new = collect_level(  # until the level gives its segments (falls: more episodes)
+                level = collect_level(  # until it gives its segments (falls: more episodes)
                     spec,
                     noisy_policy(policy, sigma, low, high, rng),
                     name,
@@ -98,13 +98,17 @@ def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
                     on_step=lambda k: bar.advance(roll, k),
                     record_states=record_states,
                 )
-                episodes.extend(new)
-                mean = np.mean([e.total_return for e in new])
-                bar.update(roll, status=f"{name}: {len(new)} episodes, return {mean:.0f}")
-        bar.update(roll, completed=total_env_steps)
+                episodes.extend(level.episodes)
+                levels[name] = level.summary()
+                done += level.steps  # the bar's total: what is done and a guess at the rest
+                bar.update(roll, total=done + (runs - run - 1) * per_level)
+                mean = np.mean([e.total_return for e in level.episodes])
+                bar.update(roll, status=f"{name}: {level.episodes_run} episodes, return {mean:.0f}")
+        bar.update(roll, completed=done)
     info["episodes"] = {
         str(e.episode_id): {"policy": e.policy, "return": e.total_return} for e in episodes
     }
+    info["levels"] = levels
     segments = segment_episodes(episodes, spec.horizon, spec.stride)
     return SegmentSet(
         segments.obs,
