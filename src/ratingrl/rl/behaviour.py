@@ -77,10 +77,17 @@ def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
     probe.close()
     runs = len(spec.train_steps) * len(spec.action_noise)
     per_level = spec.episodes_per_policy * spec.max_episode_steps
-    episodes, info, levels, done = [], {}, {}, 0
+    episodes, info, levels = [], {}, {}
+    # env steps so far, those of the finished levels, and a guess at the whole (the bar's total)
+    count = {"steps": 0, "levels": 0, "expected": runs * per_level}
     with progress_bar(progress) as bar:
         train = bar.add_task(f"PPO behaviour on {spec.env_id}", total=max(spec.train_steps))
         roll = bar.add_task("rollouts", total=runs * per_level)
+
+        def stepped(k: int) -> None:  # the total stays ahead of a level that takes long
+            count["steps"] += k
+            bar.update(roll, advance=k, total=max(count["steps"] + per_level, count["expected"]))
+
         snapshots = ppo_snapshots(
             spec.env_id, spec.train_steps, spec.seed, lambda k: bar.advance(train, k)
         )
@@ -95,16 +102,16 @@ def build_pool(spec: PoolSpec, progress: bool = True) -> SegmentSet:
                     name,
                     run,
                     first_episode_id=len(episodes),
-                    on_step=lambda k: bar.advance(roll, k),
+                    on_step=stepped,
                     record_states=record_states,
                 )
                 episodes.extend(level.episodes)
                 levels[name] = level.summary()
-                done += level.steps  # the bar's total: what is done and a guess at the rest
-                bar.update(roll, total=done + (runs - run - 1) * per_level)
+                count["levels"] += level.steps
+                count["expected"] = count["levels"] + (runs - run - 1) * per_level
                 mean = np.mean([e.total_return for e in level.episodes])
                 bar.update(roll, status=f"{name}: {level.episodes_run} episodes, return {mean:.0f}")
-        bar.update(roll, completed=done)
+        bar.update(roll, total=count["steps"], completed=count["steps"])
     info["episodes"] = {
         str(e.episode_id): {"policy": e.policy, "return": e.total_return} for e in episodes
     }
