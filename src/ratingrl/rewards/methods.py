@@ -237,3 +237,4 @@ class Regression(RewardMethod):
 
 # -- methods defined in modules of their own, registered on import -----------------------------
 from ratingrl.rewards import raters as _raters  # noqa: E402, F401  ("raters": a model per rater)
+from ratingrl.rewards import robust as _robust  # noqa: E402, F401  ("ordinal": noise-robust)
