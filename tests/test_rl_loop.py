@@ -17,13 +17,25 @@ from ratingrl.feedback.store import FeedbackChannel, FeedbackStore
 from ratingrl.rl.online import OnlineFeedback
 
 
+def _reward() -> SimpleNamespace:
+    """A stand-in reward model: what the loop calls on one (a constant reward)."""
+    return SimpleNamespace(
+        predict_rewards=None, predict_returns=lambda obs, acts: np.zeros((1, len(obs)))
+    )
+
+
+def _counts(loop: OnlineFeedback) -> dict:
+    state = loop.state_dict()
+    return {k: state[k] for k in ("trained_on", "trained_retracted")}
+
+
 def _loop(store: FeedbackStore, person, updates: list, model=None) -> OnlineFeedback:
     """The online loop around ``person`` with a recording updater; nothing else runs."""
 
     def updater(labels, current):
         (data,) = labels
         updates.append(list(data.label_id))
-        return SimpleNamespace(predict_rewards=None), {"loss": 0.0}
+        return _reward(), {"loss": 0.0}
 
     channel = FeedbackChannel(person, UniformSelector(), store, (1,), "ratings")
     loop = OnlineFeedback(
@@ -84,12 +96,13 @@ def test_retractions_stored_before_a_crash_retrain_on_resume(tmp_path, person, m
     store.add(make_rated([0, 1, 2], ["a", "b", "c"]))
     store.retract({"c"})
     resumed = FeedbackStore.load(tmp_path / "f.parquet")
-    loop = _loop(resumed, person, updates, model=SimpleNamespace(predict_rewards=None))
+    loop = _loop(resumed, person, updates, model=_reward())
     loop.load_state_dict({"trained_on": 3, "trained_retracted": 0})  # from before the undo
     assert loop.stale
     loop.update_reward()
     assert updates == [["a", "b"]] and not loop.stale
-    assert loop.state_dict() == {"trained_on": 2, "trained_retracted": 1}
+    assert _counts(loop) == {"trained_on": 2, "trained_retracted": 1}
+    assert loop.state_dict()["seen"] == [2]  # the next update's new labels start after these
 
 
 def test_loop_state_without_a_reward_model_starts_from_nothing(tmp_path, person, make_rated):
@@ -99,7 +112,7 @@ def test_loop_state_without_a_reward_model_starts_from_nothing(tmp_path, person,
     updates = []
     loop = _loop(store, person, updates)
     loop.load_state_dict({"trained_on": 2, "trained_retracted": 0})
-    assert loop.state_dict() == {"trained_on": 0, "trained_retracted": 0} and loop.stale
+    assert _counts(loop) == {"trained_on": 0, "trained_retracted": 0} and loop.stale
     loop.update_reward()
     assert updates == [["a", "b"]]
 
