@@ -195,10 +195,12 @@ def test_fidelity_trials_get_their_tables(tmp_path):
             results.write_meta(trial_id, meta)
             row = {"method": method, "ratings": 100, "classes": 4, "noise": 0.0, "seed": seed}
             row |= {"kendall_tau": tau + 0.01 * seed, "spearman": tau, "label_accuracy": 0.5}
+            row |= {"epic": 0.3}
             summary = json.dumps(row | {"wall_time_s": 1.0})
             (results.trial_dir(trial_id) / "summary.json").write_text(summary)
     results.rebuild()
     assert results.rows(method="r4")[0]["kendall_tau"] == pytest.approx(0.9)
+    assert results.rows(method="r4")[0]["epic"] == pytest.approx(0.3)  # indexed beside tau
     write_report(results.root, tmp_path / "out", reps=200)
     text = (tmp_path / "out" / "report.md").read_text()
     assert "| 100 | 4 | 0 | **0.905 ± 0.005** | 0.805 ± 0.005 |" in text

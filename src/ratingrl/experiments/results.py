@@ -49,7 +49,9 @@ POLICY_METRICS = (
     "query_cpu_s",
     "wall_time_s",
 )
-FIDELITY_METRICS = ("ratings", "classes", "noise", "kendall_tau", "spearman", "label_accuracy")
+FIDELITY_METRICS = (
+    "ratings", "classes", "noise", "kendall_tau", "spearman", "label_accuracy", "epic",
+)  # fmt: skip
 _FIXED = ("trial_id", "sweep", "kind", "status", "env_id", "method", "seed")
 _INTEGERS = {"seed", "labels", "env_steps", "ratings", "classes"}
 _FLOATS = {*POLICY_METRICS, *FIDELITY_METRICS, "pair_accuracy"} - _INTEGERS
