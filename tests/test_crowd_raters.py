@@ -141,6 +141,8 @@ def test_raters_is_registered_and_checks_its_settings():
     assert isinstance(method, RaterModel) and method.name == "raters"
     with pytest.raises(TrainingError, match="sharpness"):
         make_method("raters", sharpness=0.0)
+    with pytest.raises(TrainingError, match="speed"):
+        make_method("raters", speed=0.0)
     with pytest.raises(TrainingError, match="min_weight"):
         make_method("raters", min_weight=0.0)
     info = DataInfo("ratings", np.array([0, 1]), np.array([0, 1]), 10, 2)
@@ -157,7 +159,7 @@ def test_training_on_a_crowd_learns_the_reward_and_who_is_careless():
     careless = [names.index(r.name) for r in crowd.raters if r.careless]
     careful = [i for i in range(len(names)) if i not in careless]
     assert max(weights[i] for i in careless) < min(weights[i] for i in careful)
-    sharp = np.exp(result.extra["log_sharpness"])
+    sharp = np.exp(np.array(result.extra["log_sharpness"]) * RaterModel().speed)
     assert max(sharp[i] for i in careless) < min(sharp[i] for i in careful)
     assert result.extra["rater_classes"] == [
         float(next(r.n_classes for r in crowd.raters if r.name == n)) for n in names
@@ -173,7 +175,7 @@ def test_a_strict_rater_gets_higher_thresholds_than_a_lenient_one():
     )
     data = crowd.rate(seg, np.random.default_rng(0))
     result = train_reward_model(data, make_method("raters"), FAST)
-    first = result.extra["threshold_first"]
+    first = np.array(result.extra["threshold_first"]) * RaterModel().speed
     names = list(dict.fromkeys(data.rater))
     assert first[names.index("strict")] > first[names.index("lenient")] + 0.5
     assert held_out_tau(result.model) > 0.8

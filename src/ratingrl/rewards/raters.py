@@ -192,7 +192,7 @@ class RaterModel(RewardMethod):
     weighted by each rater's consistency on hidden repeats."""
 
     sharpness: float = field(
-        default=4.0, metadata={"help": "initial sharpness s of every rater's ordered logit"}
+        default=10.0, metadata={"help": "initial sharpness s of every rater's ordered logit"}
     )
     learn_sharpness: bool = field(
         default=True, metadata={"help": "learn s per rater (false: fixed at its initial value)"}
@@ -205,10 +205,19 @@ class RaterModel(RewardMethod):
         metadata={"help": "pseudo-pairs shrinking a rater's consistency to the crowd's"},
     )
     min_weight: float = field(default=0.05, metadata={"help": "least weight a rater keeps"})
+    speed: float = field(
+        default=10.0,
+        metadata={
+            "help": "the per-rater parameters are stored divided by this, so the shared optimiser "
+            "moves them this many times faster than the network's weights"
+        },
+    )
 
     def __post_init__(self) -> None:
-        if not self.sharpness > 0:
-            raise TrainingError(f"raters sharpness must be > 0, got {self.sharpness!r}")
+        if not self.sharpness > 0 or not self.speed > 0:
+            raise TrainingError(
+                f"raters sharpness and speed must be > 0, got {self.sharpness!r}, {self.speed!r}"
+            )
         if not self.prior_pairs >= 0 or not 0 < self.min_weight <= 1:
             raise TrainingError(
                 f"raters needs prior_pairs >= 0 and 0 < min_weight <= 1, got "
@@ -222,8 +231,9 @@ class RaterModel(RewardMethod):
             raise TrainingError("the raters training split holds a single rating class")
 
     def extra_parameters(self, data: DataInfo) -> dict[str, Tensor]:
-        """Per rater, in first-seen order: thresholds and log-sharpness (learned); the class
-        counts and consistency weights are constants, kept here so the run reports them."""
+        """Per rater, in first-seen order: thresholds and log-sharpness (learned, stored
+        divided by ``speed``: multiply the run's reported values by it); the class counts and
+        consistency weights are constants, kept here so the run reports them."""
         self.check_data(data)
         dataset = data.dataset
         names, codes = _rater_codes(dataset)
@@ -241,10 +251,13 @@ class RaterModel(RewardMethod):
             keys = _segment_keys(dataset, train)
             consistency, pairs = repeat_consistency(own[train], codes[train], keys, len(k))
             weights = consistency_weights(consistency, pairs, self.prior_pairs, self.min_weight)
-        log_s = torch.full((len(k),), float(np.log(self.sharpness)))
+        log_s = torch.full((len(k),), float(np.log(self.sharpness)) / self.speed)
+        learned = {"threshold_first": init[:, 0], "threshold_gaps": gaps}
         return {
-            "threshold_first": torch.tensor(init[:, 0], dtype=torch.float32, requires_grad=True),
-            "threshold_gaps": torch.tensor(gaps, dtype=torch.float32, requires_grad=True),
+            **{
+                name: torch.tensor(value / self.speed, dtype=torch.float32, requires_grad=True)
+                for name, value in learned.items()
+            },
             "log_sharpness": log_s.requires_grad_(self.learn_sharpness),
             "rater_classes": torch.tensor(k, dtype=torch.float32),
             "rater_weights": torch.tensor(weights, dtype=torch.float32),
@@ -259,8 +272,9 @@ class RaterModel(RewardMethod):
         p = batch.params
         k = p["rater_classes"].long()[c]
         own = torch.as_tensor(own_class(batch.labels.numpy(), k.numpy(), batch.data.n_classes))
-        thresholds = ordered_thresholds(p["threshold_first"], p["threshold_gaps"])[c]
-        sharpness = p["log_sharpness"].exp()[c]
+        v = self.speed
+        thresholds = ordered_thresholds(v * p["threshold_first"], v * p["threshold_gaps"])[c]
+        sharpness = (v * p["log_sharpness"]).exp()[c]
         return rater_ordinal_loss(
             batch.returns, own, k, thresholds, sharpness, p["rater_weights"][c]
         )
