@@ -277,7 +277,7 @@ def summarise(rows: list[dict], methods: Sequence[str]) -> list[dict]:
                 entry["pair_accuracy"] = _mean_std([r["pair_accuracy"] for r in runs])
             if "epic" in runs[0]:
                 entry["epic"] = _mean_std([r["epic"] for r in runs])
-                entry["epic_estimator"] = runs[0]["epic_estimator"]
+                entry["epic_estimator"] = runs[0].get("epic_estimator")
             entry["wall_time_s"] = float(np.mean([r["wall_time_s"] for r in runs]))
             results[method] = entry
         out.append({"ratings": n, "classes": k, "noise": p, "results": results})
