@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-postgres lint bench-fidelity clean-venv
+.PHONY: demo test test-fast test-postgres lint bench-fidelity evidence evidence-report clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -50,6 +50,17 @@ lint: $(STAMP)
 
 bench-fidelity: $(STAMP)
 	benchmarks/fidelity_sweep.sh benchmarks/results
+
+# The policy evidence (hours of compute; stop and start again at will: finished trials are
+# skipped, stopped ones resume). One Ray instance per sweep, one CPU each, both at once.
+evidence: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/ratingrl sweep examples/sweeps/sac300k.toml --store runs/evidence --cpus 1 & \
+	OMP_NUM_THREADS=1 $(BIN)/ratingrl sweep examples/sweeps/ppo1m.toml --store runs/evidence --cpus 1; \
+	wait
+
+# The committed report of whatever has finished so far.
+evidence-report: $(STAMP)
+	$(BIN)/ratingrl report runs/evidence --out reports/evidence
 
 clean-venv:
 	rm -rf $(VENV)
