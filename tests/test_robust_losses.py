@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from ratingrl.feedback.synthetic import linear_segments
+from ratingrl.feedback.teachers import Bins, RatingTeacher, UniformRelabel
 from ratingrl.rewards import robust
+from ratingrl.rewards.methods import Batch, DataInfo, TrainingError, make_method, method_class
+from ratingrl.rewards.metrics import kendall_tau
+from ratingrl.rewards.nets import RewardNetConfig
+from ratingrl.rewards.training import TrainerConfig, train_reward_model
 
 
 def test_ordered_thresholds_add_softplus_increments():
@@ -110,3 +117,85 @@ def test_a_uniform_noise_model_bounds_what_a_far_mislabel_costs():
     assert plain_grad.item() == pytest.approx(1.0)
     assert corrected.item() == pytest.approx(-math.log(0.1), rel=1e-6)  # at most -log(rho / K)
     assert abs(corrected_grad.item()) < 1e-18  # and the mislabel stops pulling
+
+
+# -- the registered method ---------------------------------------------------------------------
+def _info(labels, k=4):
+    return DataInfo("ratings", np.asarray(labels), np.arange(len(labels)), 10, k)
+
+
+def test_ordinal_is_registered_and_checks_its_settings():
+    assert method_class("ordinal") is robust.Ordinal
+    assert make_method("ordinal", noise="confusion").noise == "confusion"
+    with pytest.raises(TrainingError, match="ordinal noise='uniform' needs link='logit'"):
+        make_method("ordinal", link="all_threshold", noise="uniform")
+    with pytest.raises(TrainingError, match=r"ordinal initial_noise must be in \(0, 1\), got 1.5"):
+        make_method("ordinal", initial_noise=1.5)
+    with pytest.raises(TrainingError, match="ordinal noise 'gaussian' not in"):
+        make_method("ordinal", noise="gaussian")
+    with pytest.raises(TrainingError, match="ordinal spacing must be > 0, got 0"):
+        make_method("ordinal", spacing=0)
+
+
+def test_ordinal_starts_from_centred_thresholds_and_its_initial_noise():
+    info = _info([0, 1, 2, 3])
+    uniform = make_method("ordinal", noise="uniform", initial_noise=0.2, spacing=3.0)
+    params = uniform.extra_parameters(info)
+    theta = robust.ordered_thresholds(uniform.param_speed * params["thresholds"])
+    torch.testing.assert_close(theta, torch.tensor([-3.0, 0.0, 3.0]))
+    expected = robust.uniform_confusion(torch.tensor(0.2), 4)
+    torch.testing.assert_close(uniform.confusion(params, 4), expected)
+    full = make_method("ordinal", noise="confusion", initial_noise=0.2)
+    t = full.confusion(full.extra_parameters(info), 4)
+    torch.testing.assert_close(t.diagonal(), torch.full((4,), 0.8))
+    torch.testing.assert_close(t.sum(-1), torch.ones(4))
+    assert make_method("ordinal").confusion(params, 4) is None
+
+
+def test_ordinal_loss_is_the_corrected_nll_of_its_parameters():
+    info = _info([0, 1, 2, 3, 1])
+    method = make_method("ordinal", noise="confusion")
+    params = method.extra_parameters(info)
+    returns, labels = torch.randn(2, 5), torch.tensor(info.labels)
+    batch = Batch(returns, labels, None, info, params)
+    theta = robust.ordered_thresholds(method.param_speed * params["thresholds"]).expand(2, 3)
+    log_p = robust.cumulative_link_log_probs(returns, theta)
+    expected = robust.noisy_label_nll(log_p, labels, method.confusion(params, 4))
+    torch.testing.assert_close(method.loss(batch), expected)
+    plain = make_method("ordinal", noise="none")
+    batch = Batch(returns, labels, None, info, plain.extra_parameters(info))
+    expected = robust.cumulative_link_nll(returns, labels, theta)
+    torch.testing.assert_close(plain.loss(batch), expected)
+
+
+def test_the_uniform_noise_model_recovers_the_relabelling_rate():
+    # returns that order the segments perfectly, each mid-class; ~40% of the labels relabelled at
+    # random. With the reward fixed, the likelihood's best rate is the maximum-likelihood one:
+    # a share m of labels differs from the class, m = rate * 3/4, so rate = 4m/3
+    rng = np.random.default_rng(0)
+    clean = np.repeat(np.arange(4), 250)
+    noisy = np.where(rng.random(1000) < 0.4, rng.integers(0, 4, 1000), clean)
+    returns = torch.tensor([-40.0, -10.0, 10.0, 40.0])[clean]  # mid-class for thresholds -20, 0, 20
+    info = _info(noisy)
+    method = make_method("ordinal", noise="uniform", spacing=20.0)
+    params = method.extra_parameters(info)
+    optimiser = torch.optim.Adam([params["noise_logit"]], lr=3e-3)
+    for _ in range(200):
+        optimiser.zero_grad()
+        method.loss(Batch(returns, torch.tensor(noisy), None, info, params)).backward()
+        optimiser.step()
+    rate = torch.sigmoid(method.param_speed * params["noise_logit"]).item()
+    assert rate == pytest.approx(4 / 3 * (noisy != clean).mean(), abs=0.002)
+
+
+@pytest.mark.slow
+def test_ordinal_with_a_noise_model_learns_from_noisy_ratings():
+    seg, test = linear_segments(600, seed=0), linear_segments(300, seed=99)
+    teacher = RatingTeacher(Bins.quantile(4, seg.true_returns), (UniformRelabel(0.4),))
+    data = teacher.rate_dataset(seg, np.random.default_rng(0))
+    config = TrainerConfig(
+        epochs=30, batch_size=64, patience=30, net=RewardNetConfig(hidden=(32, 32), ensemble_size=2)
+    )
+    result = train_reward_model(data, make_method("ordinal", noise="uniform"), config)
+    predicted = result.model.predict_returns(test.obs, test.acts).mean(0)
+    assert kendall_tau(predicted, test.true_returns) > 0.85

@@ -167,7 +167,7 @@ class Ordinal(RewardMethod):
         default=2.0, metadata={"help": "initial gap between thresholds, in return units"}
     )
     param_speed: float = field(
-        default=10.0,
+        default=100.0,
         metadata={
             "help": "thresholds and noise parameters move this many times faster than the "
             "net's weights (the trainer has one learning rate)"
