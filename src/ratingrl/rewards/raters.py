@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.stats import norm
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -175,8 +176,6 @@ def _segment_keys(data: RatedSegments, rows: np.ndarray) -> np.ndarray:
 def _initial_thresholds(own: np.ndarray, k: int, m: int) -> np.ndarray:
     """Thresholds at the normal quantiles of the rater's cumulative class shares (so a reward
     whose standardised returns are normal starts out reproducing the rater's label mix)."""
-    from scipy.stats import norm
-
     shares = np.array([(own < c).mean() if len(own) else c / k for c in range(1, k)])
     t = norm.ppf(np.clip(shares, 0.02, 0.98))
     t = np.concatenate([t, t[-1] + 0.5 * np.arange(1, m - len(t) + 1)])  # unused, padded
