@@ -14,14 +14,16 @@ repeats`` training segments once each and shows ``repeats`` of them again to the
 later in their session, so every method gets ``ratings`` labels. Methods:
 
 - ``raters``: the rater model (``rewards.raters``) on the ratings as given;
-- naive pooling: R4 and RbRL on the ratings mapped to 4 classes by each rater's fraction
-  (``feedback.crowd.rescale_by_rater``), which respects each rater's number of classes but
-  not where they put their boundaries;
+- naive pooling, two ways: ``naive_r4``/``naive_rbrl``, R4 and RbRL on the ratings mapped to
+  4 classes by each rater's fraction (``feedback.crowd.rescale_by_rater``); ``r4``/``rbrl`` on
+  the ratings as stored (each rater's class placed by its position on the finest rater's
+  scale, ``feedback.crowd.to_common``). Both respect each rater's number of classes, neither
+  where they put their boundaries nor how careful they are;
 - ``oracle_r4`` (reference): R4 on the same segments rated by one clean teacher (4 quantile
   classes), the fidelity benchmark's clean condition: what the crowd costs.
 
 Score: Kendall tau between predicted and true held-out segment returns. The difference
-``raters - best naive`` (the better of R4 and RbRL by mean) is paired by seed, with a
+``raters - best naive`` (the naive pooling with the highest mean) is paired by seed, with a
 bootstrap 95% interval of its mean over seeds. Within a seed every method sees the same
 segments and the crowd the same labels. The trainer is the fidelity benchmark's.
 """
@@ -51,8 +53,8 @@ from ratingrl.rewards.methods import split_method_specs
 from ratingrl.rewards.metrics import kendall_tau
 from ratingrl.rewards.training import train_reward_model
 
-NAIVE = ("naive_r4", "naive_rbrl")
-METHODS = ("raters", *NAIVE, "oracle_r4")
+NAIVE = ("naive_r4", "naive_rbrl", "r4", "rbrl")
+METHODS = ("raters", "raters[repeat_weights=false]", *NAIVE, "oracle_r4")
 CARELESS = {5: 1, 20: 2}
 
 
