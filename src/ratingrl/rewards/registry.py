@@ -133,6 +133,15 @@ class RewardMethod(ABC):
         """
         return {}
 
+    def selects_by_held_out_labels(self) -> bool:
+        """Whether the trainer keeps the epoch with the best held-out label score and stops early
+        on it (the default), or trains its whole budget and keeps the last model.
+
+        A loss that models the teacher's noise need not trust a small split of equally noisy
+        labels more than itself (see :mod:`ratingrl.rewards.robust`).
+        """
+        return True
+
     def batches(
         self,
         pools: Sequence[np.ndarray],
