@@ -311,7 +311,8 @@ def _fit(runs: Sequence[_TermRun], model: RewardEnsemble, config: TrainerConfig,
     optimizer = torch.optim.Adam(
         list(model.parameters()) + extra_params, lr=config.lr, weight_decay=config.weight_decay
     )
-    has_validation = any(len(run.val_idx) for run in runs)
+    # no term that selects by its held-out labels: keep the last model, never stop early
+    has_validation = any(len(r.val_idx) and r.method.selects_by_held_out_labels() for r in runs)
     history: list[dict] = []
     best = (-math.inf, 0, copy.deepcopy(model.state_dict()))
     budget, done = config.steps, 0
@@ -387,7 +388,8 @@ def train_terms(
     Every step takes one batch of each term (a term with fewer batches an epoch repeats its
     own), so each source of labels keeps its method's batching. Returns the model of the epoch
     with the best validation score (the mean of the terms' finite scores), which is also how
-    early stopping decides. ``on_epoch`` receives each epoch's log row.
+    early stopping decides (the last, if no term's method selects by its held-out labels:
+    ``RewardMethod.selects_by_held_out_labels``). ``on_epoch`` receives each epoch's log row.
     """
     config = config or TrainerConfig()
     terms = list(terms)
