@@ -127,8 +127,9 @@ def _info(labels, k=4):
 def test_ordinal_is_registered_and_checks_its_settings():
     assert method_class("ordinal") is robust.Ordinal
     assert make_method("ordinal", noise="confusion").noise == "confusion"
-    with pytest.raises(TrainingError, match="ordinal noise='uniform' needs link='logit'"):
-        make_method("ordinal", link="all_threshold", noise="uniform")
+    with pytest.raises(TrainingError, match="ordinal noise='confusion' needs link='logit'"):
+        make_method("ordinal", link="all_threshold")
+    assert make_method("ordinal", link="all_threshold", noise="none").link == "all_threshold"
     with pytest.raises(TrainingError, match=r"ordinal initial_noise must be in \(0, 1\), got 1.5"):
         make_method("ordinal", initial_noise=1.5)
     with pytest.raises(TrainingError, match="ordinal noise 'gaussian' not in"):
@@ -149,12 +150,13 @@ def test_ordinal_starts_from_centred_thresholds_and_its_initial_noise():
     t = full.confusion(full.extra_parameters(info), 4)
     torch.testing.assert_close(t.diagonal(), torch.full((4,), 0.8))
     torch.testing.assert_close(t.sum(-1), torch.ones(4))
-    assert make_method("ordinal").confusion(params, 4) is None
+    assert make_method("ordinal", noise="none").confusion(params, 4) is None
 
 
 def test_ordinal_loss_is_the_corrected_nll_of_its_parameters():
     info = _info([0, 1, 2, 3, 1])
-    method = make_method("ordinal", noise="confusion")
+    method = make_method("ordinal")
+    assert method.noise == "confusion"  # the default: a learned model of the teacher
     params = method.extra_parameters(info)
     returns, labels = torch.randn(2, 5), torch.tensor(info.labels)
     batch = Batch(returns, labels, None, info, params)
@@ -199,3 +201,21 @@ def test_ordinal_with_a_noise_model_learns_from_noisy_ratings():
     result = train_reward_model(data, make_method("ordinal", noise="uniform"), config)
     predicted = result.model.predict_returns(test.obs, test.acts).mean(0)
     assert kendall_tau(predicted, test.true_returns) > 0.85
+
+
+def test_ordinal_can_keep_its_last_model_instead_of_trusting_held_out_labels():
+    data = RatingTeacher(Bins.quantile(4, np.arange(200.0))).rate_dataset(
+        linear_segments(200, seed=1), np.random.default_rng(1)
+    )
+    # pure noise: held-out tau peaks by chance, so label-based selection stops early
+    data = type(data)(data.segments, np.random.default_rng(2).integers(0, 4, 200), data.scale)
+    config = TrainerConfig(
+        epochs=12, batch_size=32, patience=2, net=RewardNetConfig(hidden=(8,), ensemble_size=2)
+    )
+    by_labels = train_reward_model(data, make_method("ordinal"), config)
+    last = train_reward_model(data, make_method("ordinal", selection="last"), config)
+    assert make_method("ordinal").selects_by_held_out_labels()
+    assert not make_method("ordinal", selection="last").selects_by_held_out_labels()
+    assert len(by_labels.history) < 12
+    assert len(last.history) == 12 and last.best_epoch == 12
+    assert last.best_val_score == last.history[-1]["val_score"]  # still logged

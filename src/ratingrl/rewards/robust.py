@@ -137,6 +137,7 @@ def noisy_label_nll(log_probs: Tensor, labels: Tensor, confusion: Tensor) -> Ten
 # -- the registered methods --------------------------------------------------------------------
 OrdinalLink = Literal["logit", "all_threshold"]
 NoiseModel = Literal["none", "uniform", "confusion"]
+Selection = Literal["labels", "last"]
 
 
 def _logit(p: float) -> float:
@@ -146,15 +147,16 @@ def _logit(p: float) -> float:
 @register("ordinal")
 @dataclass(frozen=True)
 class Ordinal(RewardMethod):
-    """Ordinal regression on the segment return, thresholds learned per member, and optionally
-    a learned model of the teacher's label noise on top (forward correction)."""
+    """Ordinal regression on the segment return (thresholds learned, shared by the members) with
+    a learned model of the teacher's label noise on top (forward correction), by default a full
+    confusion matrix; ``noise=none`` is the plain ordered logit."""
 
     link: OrdinalLink = field(
         default="logit",
         metadata={"help": "logit: cumulative-link likelihood; all_threshold: Rennie & Srebro"},
     )
     noise: NoiseModel = field(
-        default="none",
+        default="confusion",
         metadata={
             "help": "none; uniform: one learned relabelling rate; confusion: a learned K x K "
             "row-stochastic matrix (logit link only)"
@@ -173,10 +175,19 @@ class Ordinal(RewardMethod):
             "net's weights (the trainer has one learning rate)"
         },
     )
+    selection: Selection = field(
+        default="labels",
+        metadata={
+            "help": "labels: the trainer keeps the epoch with the best held-out Kendall tau and "
+            "stops early on it; last: the whole budget, the last model (the noise model, not "
+            "10% of equally noisy labels, decides what to trust)"
+        },
+    )
 
     def __post_init__(self) -> None:
         _check_choice("ordinal", "link", self.link, OrdinalLink)
         _check_choice("ordinal", "noise", self.noise, NoiseModel)
+        _check_choice("ordinal", "selection", self.selection, Selection)
         if self.noise != "none" and self.link != "logit":
             raise TrainingError(f"ordinal noise={self.noise!r} needs link='logit' (a likelihood)")
         if not 0 < self.initial_noise < 1:
@@ -201,6 +212,9 @@ class Ordinal(RewardMethod):
             start = torch.eye(k) * diagonal / self.param_speed
             params["confusion_logits"] = start.requires_grad_(True)
         return params
+
+    def selects_by_held_out_labels(self) -> bool:
+        return self.selection == "labels"
 
     def confusion(self, params: Mapping[str, Tensor], n_classes: int) -> Tensor | None:
         """The teacher's learned ``T`` (None without a noise model)."""
