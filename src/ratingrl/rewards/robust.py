@@ -18,8 +18,13 @@ the labels longer fits the noise. The losses here model where a rating comes fro
   :func:`confusion_from_logits` (full matrix, rows by softmax) and :func:`uniform_confusion`
   (one rate) build ``T``.
 
-Everything is a pure function of tensors; the learnable parameters (thresholds, the matrix's
-logits) are passed in, and :mod:`ratingrl.rewards.methods` registers the methods built on them.
+The losses are pure functions of tensors; the learnable parameters (thresholds, the matrix's
+logits) are passed in. :class:`Ordinal` (registered as ``ordinal``) puts them together: the
+ordered logit with a learned full confusion matrix by default, ``noise=uniform`` or ``none``,
+``link=all_threshold``. With a noise model the loss, not 10% of equally noisy held-out labels,
+decides what to trust, so ``selection=last`` keeps the last model instead of the epoch those
+labels pick. Measured (fidelity benchmark, 1,000 ratings, 4 classes, 5 seeds): HalfCheetah-v5
+Kendall tau 0.906 clean and 0.872 at 40% uniform relabelling (R4 0.900 / 0.781).
 """
 
 from __future__ import annotations
