@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ratingrl.cli.common import EnvOpt, PluginsOpt, console, fail, numbers
@@ -111,7 +112,7 @@ def _print_fidelity(report: dict) -> None:
         for method, r in condition["results"].items():
             metrics = ("kendall_tau", "epic", "spearman") if epic else ("kendall_tau", "spearman")
             table.add_row(
-                method,
+                escape(method),  # r4[norm_penalty=0.05] is a name, not markup
                 *(f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" if m in r else "-" for m in metrics),
                 f"{r['label_accuracy']['mean']:.3f}",
                 f"{r['wall_time_s']:.1f}",

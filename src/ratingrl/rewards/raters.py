@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from ratingrl.feedback.crowd import own_class, rater_classes
 from ratingrl.feedback.segments import RatedSegments
+from ratingrl.rewards import robust
 from ratingrl.rewards.registry import Batch, DataInfo, RewardMethod, TrainingError, register
 
 __all__ = [
@@ -51,8 +52,7 @@ __all__ = [
 def ordered_thresholds(first: Tensor, raw_gaps: Tensor) -> Tensor:
     """Increasing thresholds ``[R, M]`` from the first ``[R]`` and raw gaps ``[R, M - 1]``:
     ``t_0 = first``, ``t_k = t_{k-1} + softplus(raw_gap_k)``; any values give a valid order."""
-    steps = F.softplus(raw_gaps)
-    return torch.cat([first.unsqueeze(-1), first.unsqueeze(-1) + steps.cumsum(-1)], -1)
+    return robust.ordered_thresholds(torch.cat([first.unsqueeze(-1), raw_gaps], -1))
 
 
 def ordered_logit_log_prob(

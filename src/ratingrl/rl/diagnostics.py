@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 from ratingrl.feedback.segments import RatedSegments
+from ratingrl.rewards import metrics
 from ratingrl.rewards.nets import RewardEnsemble
 
 __all__ = ["label_fidelity", "kendall_tau"]
@@ -31,9 +31,10 @@ __all__ = ["label_fidelity", "kendall_tau"]
 def kendall_tau(x: np.ndarray, y: np.ndarray) -> float | None:
     """Kendall's tau-b of two score vectors; None when it is undefined (under two items, or
     one of them constant)."""
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if len(x) < 2:
         return None
-    return float(stats.kendalltau(x, y).statistic)
+    tau = metrics.kendall_tau(x, y)  # NaN when either is constant
+    return None if np.isnan(tau) else tau
 
 
 def label_fidelity(
