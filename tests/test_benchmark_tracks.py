@@ -7,11 +7,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from ratingrl.cli import app
 from ratingrl.experiments.tracks import TRACKS, run_config
+from ratingrl.rl.builders import make_teacher_source
 from ratingrl.rl.config import RunConfig
 from ratingrl.rl.train import check
 
@@ -45,6 +47,23 @@ def test_track_configs_pass_check(track, env, method):
     assert plan["env_id"] == env
     assert plan["schedule"]["steps"][-1] < config.total_steps
     assert sum(plan["schedule"]["counts"]) == config.budget
+
+
+SPARSE_EARLY = ("dmc/finger-spin", "dmc/walker-walk", "dmc/cheetah-run")
+"""DMC tasks whose early policies score a few percent of a segment's maximum."""
+
+
+@pytest.mark.parametrize(
+    ("track", "env"),
+    [(t, e) for t, spec in TRACKS.items() for e in spec.envs if e in SPARSE_EARLY],
+)
+def test_track_teachers_tell_early_segments_apart(track, env):
+    # ppo1m once rated every early finger-spin segment 0 (equal-width classes over [0, 50]):
+    # one class teaches nothing, and the learned rewards never moved.
+    config = run_config(track, env, "r4", seed=0)
+    teacher = make_teacher_source(config).teacher
+    early = np.array([0.01, 0.04, 0.08, 0.15]) * config.horizon
+    assert len(set(teacher.bins.classify(early).tolist())) >= 3
 
 
 def test_a_track_run_is_its_overrides_on_the_defaults(tmp_path):

@@ -115,7 +115,9 @@ TRACKS: MappingProxyType[str, Track] = MappingProxyType(
             checkpoint_every=50_000,
         ),
         # RbRL's PPO protocol: 1M steps, 2000 labels collected early -- 200 a round every 30k
-        # steps, all in by 300k -- on three DMC tasks. SB3's PPO defaults (64x64).
+        # steps, all in by 300k -- on three DMC tasks. SB3's PPO defaults (64x64). R4's walker
+        # boundaries, as on ppo300k: with equal-width classes the teacher used two classes on
+        # walker-walk and one on finger-spin (ratings' own tau 0.08-0.17), so no reward learned.
         "ppo1m": _track(
             ("dmc/cartpole-balance", "dmc/finger-spin", "dmc/walker-walk"),
             algo="ppo",
@@ -124,6 +126,7 @@ TRACKS: MappingProxyType[str, Track] = MappingProxyType(
             per_round=200,
             schedule="interval",
             schedule_unit=30_000,
+            rating_boundaries=R4_WALKER_BOUNDARIES,
             eval_every=100_000,
             eval_episodes=EVIDENCE_EVAL_EPISODES,
             checkpoint_every=100_000,
