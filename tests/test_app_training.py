@@ -239,3 +239,40 @@ def test_live_dmc_queries_reach_the_app_with_states_and_show_the_robot(
     chart = bar_frames(segments.obs[0], segments.acts[0], frames.shape[2], frames.shape[1])
     assert frames.shape[0] == dmc.horizon and frames.std() > 5
     assert np.abs(frames.astype(int) - chart.astype(int)).mean() > 20  # the robot, not bars
+
+
+@pytest.mark.slow
+def test_online_training_from_the_app_models_each_rater(tmp_path, tiny_config, db_url):
+    # method "raters": the app's labels carry who gave them, so the reward learns a scale per
+    # person; the run's progress says how many raters the last update told apart
+    tiny = replace(tiny_config, buffer_size=1000, checkpoint_every=300)
+    spec = DemoSpec(
+        env_id="Pendulum-v1",
+        n_segments=0,
+        clip_length=tiny.horizon,
+        raters=("alice", "bob"),
+        references=False,
+    )
+    tokens = seed_demo(db_url, spec)
+    client = TestClient(create_app(db_url, tmp_path / "clips", "operator-token"))
+    stop, answered = threading.Event(), {"alice": [], "bob": []}
+    people = [
+        threading.Thread(target=_rater, args=(client, tokens[name], stop, answered[name]))
+        for name in ("alice", "bob")
+    ]
+    for person in people:
+        person.start()
+    source = AppRatingSource(db_url)
+    try:
+        config = replace(tiny, method="raters", total_steps=900, budget=24, per_round=12)
+        train(config, tmp_path / "run", source=source, progress=False)
+    finally:
+        stop.set()
+        for person in people:
+            person.join(timeout=10)
+        source.close()
+    feedback = load_rated(tmp_path / "run" / "feedback.parquet")
+    assert set(feedback.rater.tolist()) == {"alice", "bob"}
+    with open(tmp_path / "run" / "progress.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("reward_model/raters")]
+    assert rows and float(rows[-1]["reward_model/raters"]) == 2

@@ -212,10 +212,10 @@ def test_ordinal_can_keep_its_last_model_instead_of_trusting_held_out_labels():
     config = TrainerConfig(
         epochs=12, batch_size=32, patience=2, net=RewardNetConfig(hidden=(8,), ensemble_size=2)
     )
-    by_labels = train_reward_model(data, make_method("ordinal"), config)
-    last = train_reward_model(data, make_method("ordinal", selection="last"), config)
-    assert make_method("ordinal").selects_by_held_out_labels()
-    assert not make_method("ordinal", selection="last").selects_by_held_out_labels()
+    by_labels = train_reward_model(data, make_method("ordinal", selection="labels"), config)
+    last = train_reward_model(data, make_method("ordinal"), config)  # the default: last
+    assert make_method("ordinal", selection="labels").selects_by_held_out_labels()
+    assert not make_method("ordinal").selects_by_held_out_labels()
     assert len(by_labels.history) < 12
     assert len(last.history) == 12 and last.best_epoch == 12
     assert last.best_val_score == last.history[-1]["val_score"]  # still logged

@@ -7,7 +7,13 @@
   defined there, the interface and registry in ``registry``;
 - ``batching``: bootstrap resamples and per-epoch batches (random items, R4's groups);
 - ``training``: the one trainer, over weighted (method, data) terms;
-- ``metrics`` and ``soft_rank``: what validation and R4 compute with.
+- ``metrics`` and ``soft_rank``: what validation and R4 compute with;
+- ``robust``: method ``ordinal``, an ordered logit with a learned model of the teacher's label
+  noise, for raters who make mistakes;
+- ``raters``: method ``raters``, a model of each rater (own classes, thresholds, consistency),
+  for crowds;
+- ``epic``: the EPIC distance between two rewards, to judge a reward without training a policy;
+- ``isotonic``: the isotonic blocks (scipy's solver) the soft rank is built on.
 
 Nothing is imported here, so importing one module does not pay for the others.
 """

@@ -376,6 +376,8 @@ def make_updater(config: RunConfig) -> RewardUpdater:
         }
         if trainer.val_fraction > 0:  # without a split the "score" is only the negated loss
             row["val_score"] = result.best_val_score
+        if "rater_weights" in result.extra:  # a model of each rater: how many it told apart
+            row["raters"] = len(result.extra["rater_weights"])
         return result.model, {**row, **mixed}
 
     return update
