@@ -220,3 +220,31 @@ def test_export_is_a_feedback_dataset_with_raters_and_times(env, tmp_path):
     for column in ("rater_id", "clip_id", "shown_at", "answered_at", "is_repeat"):
         assert column in table.column_names
     assert np.all(table.column("answered_at").to_numpy() >= table.column("shown_at").to_numpy())
+
+
+def test_an_export_trains_the_rater_model_which_reports_each_rater(env, tmp_path):
+    from typer.testing import CliRunner
+
+    from ratingrl.app import store
+    from ratingrl.app.db import make_engine, make_sessionmaker
+    from ratingrl.app.export import export_ratings
+    from ratingrl.cli import app as ratingrl_cli
+
+    client, tokens, db = env(n_segments=24)  # each clip is rated once: 12 each
+    for name, shift in (("alice", 0), ("bob", 1)):
+        h = auth(tokens[name])
+        for i in range(12):
+            clip = client.get("/api/next", headers=h).json()["clip_id"]
+            rating = min(i % 4 + shift, 3)  # bob is the more lenient
+            client.post("/api/ratings", json={"clip_id": clip, "rating": rating}, headers=h)
+    engine = make_engine(db)
+    with make_sessionmaker(engine)() as session:
+        export_ratings(session, store.get_project(session), tmp_path / "out.parquet")
+    engine.dispose()
+    args = ["reward", "train", "--data", str(tmp_path / "out.parquet"), "--method", "raters"]
+    args += ["--out", str(tmp_path / "r.pt"), "--epochs", "3", "--ensemble", "1"]
+    result = CliRunner().invoke(ratingrl_cli, args)
+    assert result.exit_code == 0, result.output
+    assert "rater alice: 12 labels, 4 classes, weight" in result.output
+    assert "rater bob: 12 labels, 4 classes, weight" in result.output
+    assert (tmp_path / "r.pt").exists()

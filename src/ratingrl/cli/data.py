@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ratingrl.cli.common import (
     EnvOpt,
@@ -199,3 +200,17 @@ def reward_train(
         f"{method}: best epoch {result.best_epoch}, validation Kendall tau "
         f"{result.best_val_score:.3f}; model saved to {out}, training log to {history}"
     )
+    _print_raters(dataset, result.extra)
+
+
+def _print_raters(dataset, extra: dict) -> None:
+    """Per rater, what the rater model learned of them (method ``raters`` only): an operator
+    wants to see whose labels counted for less."""
+    if "rater_weights" not in extra or dataset.rater is None:
+        return
+    names = list(dict.fromkeys(dataset.rater.tolist()))
+    for name, weight, k in zip(names, extra["rater_weights"], extra["rater_classes"], strict=True):
+        n = int((dataset.rater == name).sum())
+        console.print(
+            f"  rater {escape(str(name))}: {n} labels, {int(k)} classes, weight {weight:.2f}"
+        )
