@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import typer
 
+from ratingrl import __version__
 from ratingrl.cli import bench, data, demo, sweep, train
 from ratingrl.cli.app import app_cli
 from ratingrl.cli.serve import serve_command
@@ -24,6 +25,24 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ratingrl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True,
+        help="Print ratingrl's version (the one the package and its wheel carry) and exit.",
+    ),
+) -> None:
+    """Reward functions and policies from ratings (RbRL, R4, multi-task, Bradley-Terry)."""
+
+
 app.command()(data.pool)
 app.command()(data.rate)
 app.add_typer(data.reward_app, name="reward")
