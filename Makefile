@@ -62,5 +62,13 @@ evidence: $(STAMP)
 evidence-report: $(STAMP)
 	$(BIN)/ratingrl report runs/evidence --out reports/evidence
 
+# The sdist and the wheel, into dist/: python -m build makes the sdist, then the wheel from the
+# unpacked sdist (so a file the sdist lacks fails here); twine checks the metadata PyPI would show.
+.PHONY: dist
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
 clean-venv:
 	rm -rf $(VENV)
