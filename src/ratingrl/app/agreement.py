@@ -12,7 +12,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["krippendorff_alpha_ordinal", "self_consistency"]
+__all__ = [
+    "krippendorff_alpha_ordinal",
+    "alpha_ordinal_from_counts",
+    "coincidence_matrix",
+    "self_consistency",
+]
 
 
 def krippendorff_alpha_ordinal(data: np.ndarray | Sequence[Sequence[float]]) -> float:
@@ -24,33 +29,46 @@ def krippendorff_alpha_ordinal(data: np.ndarray | Sequence[Sequence[float]]) -> 
     table = np.asarray(data, dtype=np.float64)
     if table.ndim != 2:
         raise ValueError(f"data must be raters x units (2-D), got shape {table.shape}")
-    values = np.unique(table[~np.isnan(table)])
+    present = ~np.isnan(table)
+    values = np.unique(table[present])
     if len(values) < 2:
         return float("nan")
-    k = len(values)
-    index = {v: i for i, v in enumerate(values)}
-    coincidence = np.zeros((k, k))
-    for unit in table.T:
-        present = unit[~np.isnan(unit)]
-        m = len(present)
-        if m < 2:
-            continue
-        counts = np.zeros(k)
-        for v in present:
-            counts[index[v]] += 1
-        pairs = np.outer(counts, counts) - np.diag(counts)
-        coincidence += pairs / (m - 1)
+    rater, unit = np.nonzero(present)
+    counts = np.zeros((table.shape[1], len(values)))
+    np.add.at(counts, (unit, np.searchsorted(values, table[rater, unit])), 1.0)
+    return alpha_ordinal_from_counts(counts)
+
+
+def coincidence_matrix(counts: np.ndarray) -> np.ndarray:
+    """Krippendorff's coincidence matrix of ``counts`` (units x ordered values: how many raters
+    gave each value to each unit); units with fewer than two values are dropped.
+
+    Vectorised (``C^T diag(w) C - diag(w C)`` with ``w = 1 / (m_u - 1)``), so the operator's
+    dashboard can recompute alpha at many points in time from per-unit counts alone.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 2:
+        raise ValueError(f"counts must be units x values (2-D), got shape {counts.shape}")
+    m = counts.sum(axis=1)
+    pairable = counts[m >= 2]
+    weight = 1.0 / (m[m >= 2] - 1.0)
+    return pairable.T @ (pairable * weight[:, None]) - np.diag(weight @ pairable)
+
+
+def alpha_ordinal_from_counts(counts: np.ndarray) -> float:
+    """Ordinal alpha from units x values counts (columns in the values' order; a value nobody
+    used may have a column of zeros: it changes nothing). NaN when nothing can be measured."""
+    coincidence = coincidence_matrix(counts)
     n_c = coincidence.sum(axis=0)
     n = n_c.sum()
-    if n < 2:
+    if n < 2 or np.count_nonzero(n_c) < 2:
         return float("nan")
     # Ordinal distance: (sum of n_g for g from c to k, minus half the ends), squared.
     cumulative = np.cumsum(n_c)
-    delta = np.zeros((k, k))
-    for c in range(k):
-        for kk in range(c + 1, k):
-            d = cumulative[kk] - cumulative[c] + n_c[c] - (n_c[c] + n_c[kk]) / 2.0
-            delta[c, kk] = delta[kk, c] = d * d
+    low, high = np.triu_indices(len(n_c), 1)
+    d = cumulative[high] - cumulative[low] + n_c[low] - (n_c[low] + n_c[high]) / 2.0
+    delta = np.zeros_like(coincidence)
+    delta[low, high] = delta[high, low] = d * d
     observed = (coincidence * delta).sum()
     expected = (np.outer(n_c, n_c) * delta).sum() / (n - 1)
     if expected == 0:

@@ -19,6 +19,8 @@ JSON API (the page uses it; scripts may too). Raters send ``Authorization: Beare
   headers), files come only from the clip cache folder.
 * ``GET /api/operator/stats`` (operator token) -> ratings per rater, time per rating,
   Krippendorff's alpha on clips rated by several raters, self-consistency on hidden repeats.
+* ``GET /api/operator/dashboard?project=...`` (operator token) -> the dashboard's numbers
+  (:mod:`ratingrl.app.operator_api`).
 * ``GET /healthz`` -> ``{"ok": true}`` from the event loop, whatever the database is doing.
 
 Under load: endpoints are ``async``; every unit of work runs on a bounded gate
@@ -309,8 +311,11 @@ def create_app(
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     install_error_handlers(app)
     app.include_router(routes)
+    from ratingrl.app.operator_api import router as operator_api
     from ratingrl.app.pairs_api import router as pairs  # imported here: it builds on this module
+
     app.include_router(pairs)
+    app.include_router(operator_api)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
