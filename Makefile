@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-postgres lint bench-fidelity evidence evidence-report clean-venv
+.PHONY: demo docs test test-fast test-postgres lint bench-fidelity evidence evidence-report clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch first: a plain `torch` would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,trl,postgres]" "mujoco>=3.2,<4"
+	$(BIN)/pip install --quiet -e ".[dev,trl,postgres,docs]" "mujoco>=3.2,<4"
 	# Optional: torchsort (soft-rank parity tests, alternative backend). It compiles at install;
 	# nvcc is hidden so it builds for the CPU. A failure here only skips the parity tests.
 	-PATH=$(CURDIR)/$(BIN):/usr/bin:/bin $(BIN)/pip install --quiet ninja setuptools wheel \
@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ratingrl demo
 
+# The documentation site, into site/: strict, so a broken link, a missing page or an API entry
+# naming no module fails (tests/test_docs.py checks every public module has an entry). ~10 s.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 # The rating app's tests run on SQLite and on PostgreSQL: a throwaway server (Debian's
 # postgresql, installed when missing) lives for the test run only (scripts/with_postgres.sh).
 test: $(STAMP)
@@ -32,6 +37,7 @@ test: $(STAMP)
 	-sh scripts/install_chromium.sh
 	sh scripts/install_postgresql.sh
 	$(BIN)/ruff check src tests examples benchmarks
+	$(MAKE) --no-print-directory docs
 	scripts/with_postgres.sh $(BIN)/python -m pytest -q src tests
 
 # The edit loop: everything but the tests marked slow (end-to-end training, browser, benchmarks)
