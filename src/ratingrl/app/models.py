@@ -55,6 +55,8 @@ __all__ = [
     "PairItem",
     "PairAnswerRow",
     "Delivery",
+    "RunRow",
+    "RunEventRow",
 ]
 
 
@@ -366,3 +368,47 @@ class Delivery(Base):
     delivered_at: Mapped[float] = mapped_column(Float, default=_now)
 
     __table_args__ = (UniqueConstraint("source_tag", "kind", "row_id"),)
+
+
+class RunRow(Base):
+    """A training run learning from a project's raters (``ratingrl train --ratings-db``).
+
+    ``run_key`` names the run across resumes (its folder); ``public_id`` is the API's run id.
+    ``status``: running, finished or stopped; ``updated_at`` is its latest report. The latest
+    evaluation clip's arrays (``clip_*``, ``.npy`` bytes; states when the env has them) are
+    replaced at each evaluation and served under ``clip_id``, random and new for every clip.
+    """
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    run_key: Mapped[str] = mapped_column(String(500))
+    name: Mapped[str] = mapped_column(String(200))
+    env_id: Mapped[str] = mapped_column(String(200))
+    config: Mapped[str] = mapped_column(Text)  # JSON: the run's configuration
+    status: Mapped[str] = mapped_column(String(16))
+    env_steps: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[float] = mapped_column(Float, default=_now)
+    updated_at: Mapped[float] = mapped_column(Float, default=_now)
+    clip_id: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True)
+    clip_env_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    clip_obs: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    clip_acts: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    clip_states: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+    __table_args__ = (UniqueConstraint("project_id", "run_key"),)
+
+
+class RunEventRow(Base):
+    """One report of a run: ``kind`` labels, update or evaluation, its numbers as JSON."""
+
+    __tablename__ = "run_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    env_steps: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+    data: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_run_events_run", "run_id", "kind", "id"),)

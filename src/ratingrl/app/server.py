@@ -315,6 +315,9 @@ def create_app(
     from ratingrl.app.pairs_api import router as pairs  # imported here: it builds on this module
 
     app.include_router(pairs)
+    from ratingrl.app.runs_api import router as runs  # the runs people teach (operator page)
+
+    app.include_router(runs)
     app.include_router(operator_api)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

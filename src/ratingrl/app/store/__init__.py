@@ -10,8 +10,8 @@ durable together or not at all.
 ``projects`` (projects, clips, raters), ``context`` (a rater and their project's fields, as a
 request reads them from its token), ``queue`` (next clip, progress), ``answers`` (rate, skip,
 undo), ``slots`` (clips' places), ``ratings`` (reading ratings back), ``pairs`` (the comparison
-queue) and ``pair_answers`` (reading comparisons back) hold the code; everything public is
-re-exported here.
+queue), ``pair_answers`` (reading comparisons back) and ``runs`` (training runs' progress)
+hold the code; everything public is re-exported here.
 """
 
 from ratingrl.app.errors import AppError, Conflict, NotFound, SchemaError
@@ -83,6 +83,17 @@ from ratingrl.app.store.ratings import (
     segments_by_id,
     undone_ratings,
 )
+from ratingrl.app.store.runs import (
+    RUN_EVENT_KINDS,
+    RUN_STATUSES,
+    add_run_event,
+    finish_run,
+    run_clip,
+    run_progress,
+    run_summaries,
+    set_run_clip,
+    start_run,
+)
 
 __all__ = [
     "AppError",
@@ -152,4 +163,13 @@ __all__ = [
     "record_pair_deliveries",
     "answered_pairs",
     "preference_pairs",
+    "RUN_EVENT_KINDS",
+    "RUN_STATUSES",
+    "start_run",
+    "add_run_event",
+    "set_run_clip",
+    "finish_run",
+    "run_summaries",
+    "run_progress",
+    "run_clip",
 ]
