@@ -2,6 +2,7 @@
 
     ratingrl bench fidelity --env HalfCheetah-v5 --methods r4,rbrl --ratings 100,300,1000
     ratingrl bench ordinal --seeds 3 --out results/ordinal.json
+    ratingrl bench reward-vs-policy runs/evidence --out reward_vs_policy.json
     ratingrl plot fidelity.json --out fidelity.png
 """
 
@@ -129,6 +130,64 @@ def _epic_header(results: dict) -> tuple[str, ...]:
     if estimators == {"simulator"}:
         return ("EPIC (0 = same)",)
     return ("Pearson dist. (no sim. states)",)
+
+
+@bench_app.command("reward-vs-policy")
+def bench_reward_vs_policy(
+    paths: Annotated[
+        list[Path], typer.Argument(help="run folders, results stores or folders of runs")
+    ],
+    out: Annotated[Path | None, typer.Option(help="JSON report to write")] = None,
+    build_pools: Annotated[
+        bool, typer.Option(help="build a missing fidelity pool (minutes of CPU per env)")
+    ] = False,
+    envs: Annotated[str, typer.Option(help="only runs of these envs, comma-separated")] = "",
+    split_seed: Annotated[int, typer.Option(help="seed of the pool's held-out split")] = 0,
+    reps: Annotated[int, typer.Option(help="bootstrap resamples per interval")] = 10_000,
+    seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
+) -> None:
+    """Which reward figure predicts policy recovery: Kendall tau and EPIC of each finished run's
+    learned reward on its env's fidelity pool, against final return / the oracle's, correlated
+    (Spearman, 95% bootstrap interval over runs)."""
+    from ratingrl.experiments.reward_vs_policy import RewardVsPolicyError, reward_vs_policy
+
+    chosen = [e.strip() for e in envs.split(",") if e.strip()]
+    try:
+        report = reward_vs_policy(paths, build_pools, chosen, split_seed, reps, seed)
+    except RewardVsPolicyError as err:
+        raise fail(str(err)) from None
+    _print_reward_vs_policy(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        console.print(f"report written to {out}")
+
+
+def _print_reward_vs_policy(report: dict) -> None:
+    def num(value: Any, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    table = Table(title="Each run's final reward and its policy's recovery")
+    for column in ("run", "env", "method", "seed", "return", "oracle", "recovery", "tau", "EPIC"):
+        table.add_column(column)
+    table.add_column("note")
+    for r in report["runs"]:
+        table.add_row(
+            escape(Path(r["folder"]).parent.name), r["env_id"], r["method"], str(r["seed"]),
+            num(r["final_return"], 0), num(r["oracle_return"], 0), num(r["recovery"]),
+            num(r.get("kendall_tau")), num(r.get("epic")), r["note"],
+        )  # fmt: skip
+    console.print(table)
+    corr = Table(title="Spearman correlation with recovery across runs [95% bootstrap interval]")
+    for column in ("figure", "runs", "n", "Spearman", "95% CI"):
+        corr.add_column(column)
+    for c in report["correlations"]:
+        ci = c["ci95"]
+        corr.add_row(
+            c["figure"], c["scope"], str(c["n"]), num(c["spearman"]),
+            "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]",
+        )  # fmt: skip
+    console.print(corr)
 
 
 @bench_app.command("ordinal")
