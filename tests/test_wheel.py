@@ -17,7 +17,8 @@ does not read the ``.pth`` files inside them, so the editable install of ratingr
 ``.pth`` pointing at ``src/``) is invisible: ``import ratingrl`` can only find the wheel's copy.
 The test checks this (``ratingrl.__file__`` is inside the new venv) rather than trust it.
 (``--system-site-packages`` would not do: it shows the site-packages of the base interpreter,
-and the dependencies live in ``.venv``, itself a venv.) The module takes ~6 s here.
+and the dependencies live in ``.venv``, itself a venv.) The build and the venv take ~6 s on
+an idle machine, ~20 s on a busy one: marked slow (``make test-fast`` leaves them out).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def test_version_flag_prints_the_package_version():
     assert result.output == f"ratingrl {ratingrl.__version__}\n"
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_package_and_its_data_files(dists):
     with zipfile.ZipFile(dists["wheel"]) as wheel:
         names = wheel.namelist()
@@ -121,6 +123,7 @@ def test_wheel_holds_the_package_and_its_data_files(dists):
     assert "ratingrl = ratingrl.cli:app" in entry_points
 
 
+@pytest.mark.slow
 def test_sdist_holds_what_builds_and_tests_and_no_run_outputs(dists):
     with tarfile.open(dists["sdist"]) as sdist:
         members = [m for m in sdist.getmembers() if m.isfile()]
@@ -184,6 +187,7 @@ def _fresh_venv(where: Path, wheel: Path) -> Path:
     return python
 
 
+@pytest.mark.slow
 def test_wheel_installs_and_runs_in_a_fresh_venv(dists, tmp_path):
     venv = tmp_path / "venv"
     python = _fresh_venv(venv, dists["wheel"])
