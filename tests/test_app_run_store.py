@@ -122,11 +122,14 @@ def test_a_runs_reports_come_back_from_the_operator_api(tmp_path, app_db, decode
 
         # the next evaluation replaces the clip: the old id is gone, the run finishes
         reporter.on_evaluation(_evaluation(900, -650.0, 4.0), _episode(30, seed=2))
+        reporter.on_evaluation(_evaluation(900, -640.0, 4.5), _episode(30, seed=3))  # final
         reporter.on_finish("finished")
         again = client.get(f"/api/operator/runs/{run_id}", headers=OPERATOR).json()
         assert again["clip"]["frames"] == 30 and again["clip"]["url"] != clip["url"]
         assert client.get(clip["url"]).status_code == 404
-        assert again["run"]["status"] == "finished" and len(again["evaluations"]) == 3
+        assert again["run"]["status"] == "finished"
+        returns = [(e["env_steps"], e["true_return"]["mean"]) for e in again["evaluations"]]
+        assert returns == [(300, -900.0), (600, -700.0), (900, -640.0)]
     reporter.close()
 
 

@@ -50,7 +50,8 @@ def train_command(
         typer.Option(
             help="online: take labels from people through the rating app's database "
             "(SQLAlchemy URL, e.g. sqlite:///ratings.db) instead of the simulated teacher: "
-            "ratings, pairs for --method bt, and both with --preference-budget"
+            "ratings, pairs for --method bt, and both with --preference-budget; the run's "
+            "progress and latest evaluation clip show on the app's operator page"
         ),
     ] = None,
     ratings_project: Annotated[
@@ -143,6 +144,10 @@ def _train(config, resume, out, overwrite, progress, ratings_db, ratings_project
 
     run_dir = resume if resume is not None else out
     sources = _people(config, ratings_db, ratings_project, run_dir) if ratings_db else {}
+    if ratings_db:  # the operator page shows the run its raters teach
+        from ratingrl.app.run_reporter import AppRunReporter
+
+        sources["reporter"] = AppRunReporter(ratings_db, ratings_project, Path(run_dir).name)
     if resume is not None:
         run = Run.resume(resume, progress=progress, **sources)
     else:

@@ -19,11 +19,12 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 
-from ratingrl.feedback.rollouts import collect_episodes
+from ratingrl.feedback.rollouts import Episode, collect_episodes
 from ratingrl.rl.reward_wrapper import EpisodeRecorder, StepRewardFn
 
 __all__ = [
     "evaluate",
+    "evaluate_episodes",
     "return_stats",
     "PeriodicEvaluation",
     "log_evaluation",
@@ -41,12 +42,32 @@ def evaluate(
     max_steps: int | None = None,
 ) -> dict:
     """Mean and std of the true (and, with ``reward_fn``, learned) return over episodes."""
+    return evaluate_episodes(algo, env_id, n_episodes, seed, reward_fn, max_steps)[0]
+
+
+def evaluate_episodes(
+    algo: BaseAlgorithm,
+    env_id: str,
+    n_episodes: int,
+    seed: int,
+    reward_fn: StepRewardFn | None = None,
+    max_steps: int | None = None,
+    record_states: bool = False,
+) -> tuple[dict, list[Episode]]:
+    """:func:`evaluate`'s result and the episodes it measured, e.g. to show one as a clip
+    (``record_states`` keeps each step's simulator state, so the clip replays the robot)."""
 
     def policy(obs: np.ndarray) -> np.ndarray:
         return algo.predict(obs, deterministic=True)[0]
 
     episodes = collect_episodes(
-        env_id, policy, n_episodes, seed, n_envs=n_episodes, max_steps=max_steps
+        env_id,
+        policy,
+        n_episodes,
+        seed,
+        n_envs=n_episodes,
+        max_steps=max_steps,
+        record_states=record_states,
     )
     true = np.array([ep.total_return for ep in episodes])
     out = {
@@ -57,7 +78,7 @@ def evaluate(
     if reward_fn is not None:
         learned = np.array([float(np.sum(reward_fn(ep.obs, ep.acts))) for ep in episodes])
         out["learned_return"] = return_stats(learned)
-    return out
+    return out, episodes
 
 
 def return_stats(returns: np.ndarray) -> dict:
@@ -85,6 +106,7 @@ class PeriodicEvaluation(BaseCallback):
     """Evaluate every ``every`` env steps; results go to ``history`` and ``eval/`` in the logger.
 
     ``reward_fn`` is a getter because the online loop replaces the reward model as it learns.
+    ``on_result`` (optional) is told each result once it is in ``history``.
     """
 
     def __init__(
@@ -93,8 +115,10 @@ class PeriodicEvaluation(BaseCallback):
         every: int,
         reward_fn: Callable[[], StepRewardFn | None],
         history: list[dict] | None = None,
+        on_result: Callable[[dict], None] | None = None,
     ) -> None:
         super().__init__()
+        self.on_result = on_result
         self.evaluate_fn, self.every, self.reward_fn = evaluate_fn, every, reward_fn
         self.history = history if history is not None else []
         self.seconds = 0.0
@@ -116,6 +140,8 @@ class PeriodicEvaluation(BaseCallback):
         self.seconds += time.perf_counter() - started
         self.cpu_seconds += time.process_time() - cpu
         log_evaluation(self.logger, result)
+        if self.on_result is not None:
+            self.on_result(result)
         return result
 
 

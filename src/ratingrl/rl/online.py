@@ -109,6 +109,7 @@ class OnlineFeedback(BaseCallback):
         self.update_cpu_seconds = self.query_cpu_seconds = 0.0  # process CPU time
         self.seen = [len(c.store) if model is not None else 0 for c in self.channels]
         self.fidelity: list[dict] = []  # per update, with a simulated teacher (diagnostics.py)
+        self.last_update: dict = {}  # the latest update's log row (loss...), for on_update
 
     @property
     def labels(self) -> int:
@@ -257,6 +258,7 @@ class OnlineFeedback(BaseCallback):
         self.logger.record("reward_model/relabelled", relabelled)
         for key, value in row.items():
             self.logger.record(f"reward_model/{key}", value)
+        self.last_update = dict(row)
         if self.on_update is not None:
             self.on_update(self)
 

@@ -46,12 +46,13 @@ from ratingrl.rl.entropy import StateEntropyReward
 from ratingrl.rl.evaluation import (
     LearnedEpisodeReturns,
     PeriodicEvaluation,
-    evaluate,
+    evaluate_episodes,
     log_evaluation,
 )
 from ratingrl.rl.monitor import TrainingMonitor
 from ratingrl.rl.online import OnlineFeedback, RewardUpdater
 from ratingrl.rl.relabel import PPORolloutScorer
+from ratingrl.rl.reporting import RunReport, RunReporter
 from ratingrl.rl.reward_wrapper import EpisodeRecorder, LearnedRewardVecEnv, zero_reward
 from ratingrl.rl.state import RunState, RunTiming
 from ratingrl.rl.validation import RunError
@@ -91,6 +92,8 @@ class Run:
     ``preference_budget`` (people's ratings mix only with people's pairs, so a ``source`` of
     one's own with pairs needs both). ``updater`` replaces how the reward is retrained online
     (default :func:`~ratingrl.rl.builders.make_updater`). ``progress`` shows progress.
+    ``reporter`` is told the run's progress (:mod:`ratingrl.rl.reporting`), on a thread of
+    its own: a reporter that fails or hangs never stops or slows training.
     """
 
     def __init__(
@@ -102,8 +105,10 @@ class Run:
         resumed: bool,
         updater: RewardUpdater | None = None,
         progress: bool = True,
+        reporter: RunReporter | None = None,
     ) -> None:
         self.config, self.run_dir, self.progress = config, run_dir, progress
+        self.report = None if reporter is None else RunReport(reporter, config.env_id)
         self._inputs = inputs
         checkpoint = find_checkpoint(run_dir) if resumed else None
         state = RunState.from_dict(load_state(checkpoint)) if checkpoint else RunState()
@@ -121,8 +126,9 @@ class Run:
             self.query_rng.bit_generator.state = state.query_rng
         self.loop = self._build_loop(model, state, updater)
         self._static_model = model if self.loop is None else None
+        told = None if self.report is None else self.report.evaluated
         self.evaluator = PeriodicEvaluation(
-            self._evaluate, config.eval_every, self.current_reward, self.history
+            self._evaluate, config.eval_every, self.current_reward, self.history, told
         )
         self._frozen_timing: RunTiming | None = None
         self._started = self._learn_start = time.perf_counter()
@@ -141,13 +147,15 @@ class Run:
         updater: RewardUpdater | None = None,
         overwrite: bool = False,
         progress: bool = True,
+        reporter: RunReporter | None = None,
     ) -> Run:
         """A new run in ``run_dir`` (empty, or an old run folder with ``overwrite``)."""
         run_dir = Path(run_dir)
         inputs = builders.run_inputs(config, source, pair_source)
         _new_run_dir(run_dir, overwrite)
         config.save(run_dir / "config.json")
-        return cls(config, run_dir, inputs, resumed=False, updater=updater, progress=progress)
+        parts = {"updater": updater, "progress": progress, "reporter": reporter}
+        return cls(config, run_dir, inputs, resumed=False, **parts)
 
     @classmethod
     def resume(
@@ -159,6 +167,7 @@ class Run:
         pair_source: FeedbackSource | None = None,
         updater: RewardUpdater | None = None,
         progress: bool = True,
+        reporter: RunReporter | None = None,
     ) -> Run:
         """The run in ``run_dir``, continued from its last checkpoint with every label kept.
 
@@ -168,7 +177,8 @@ class Run:
         run_dir = Path(run_dir)
         config = _stored_config(run_dir, config)
         inputs = builders.run_inputs(config, source, pair_source)
-        return cls(config, run_dir, inputs, resumed=True, updater=updater, progress=progress)
+        parts = {"updater": updater, "progress": progress, "reporter": reporter}
+        return cls(config, run_dir, inputs, resumed=True, **parts)
 
     def _build_channels(self, state: RunState, resumed: bool) -> list:
         if not self.config.online:
@@ -302,17 +312,25 @@ class Run:
         """Every reward update is saved at once: the model, then a checkpoint."""
         loop.reward_model.save(self.run_dir / "reward_model.pt")
         self.checkpoint()
+        if self.report is not None:
+            self.report.updated(loop)
 
     def _evaluate(self, algo, reward_fn) -> dict:
+        """An evaluation; with a reporter its first episode is kept for a clip (simulator
+        states recorded where the env has them: the clip then shows the robot)."""
         config = self.config
-        return evaluate(
+        result, episodes = evaluate_episodes(
             algo,
             config.env_id,
             config.eval_episodes,
             config.seed + 10_000,
             reward_fn,
             config.max_episode_steps,
+            record_states=self.report is not None and self.report.record_states,
         )
+        if self.report is not None:
+            self.report.clip = min(episodes, key=lambda ep: ep.episode_id)
+        return result
 
     def _status(self) -> str:
         last = self.history[-1] if self.history else None
@@ -329,6 +347,13 @@ class Run:
         config, algo = self.config, self.algo
         start = int(algo.num_timesteps)
         self._learn_start, self._learn_cpu = time.perf_counter(), time.process_time()
+        if self.report is None:
+            return self._learn(start)
+        key = str(self.run_dir.resolve())  # names the run across resumes
+        return self.report.around(key, config.to_dict(), start, lambda: self._learn(start))
+
+    def _learn(self, start: int) -> dict:
+        config, algo = self.config, self.algo
         with progress_bar(self.progress) as bar:
             task = bar.add_task(
                 f"{config.algo} {config.method}", total=config.total_steps, completed=start
@@ -337,6 +362,8 @@ class Run:
                 bar, task, self._status, self.checkpoint, config.checkpoint_every, start
             )
             callbacks = [c for c in (self.loop, monitor, self.evaluator) if c is not None]
+            if self.report is not None and self.loop is not None:
+                callbacks.insert(1, self.report.progress(self.loop))
             if config.method != "oracle":
                 callbacks.append(LearnedEpisodeReturns(self.recorder, self.current_reward))
             if config.algo == "ppo":
@@ -371,6 +398,8 @@ class Run:
         else:
             self.history.append(final)
         log_evaluation(self.algo.logger, final)  # the CSV's curve ends with the summary's numbers
+        if self.report is not None:
+            self.report.final(final, self.loop)
         self.algo.save(self.run_dir / "policy.zip")
         self.checkpoint()
         summary = self.summary()

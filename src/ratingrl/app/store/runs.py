@@ -173,7 +173,8 @@ def run_summaries(session: Session, project: Project | None = None) -> list[dict
 
 def run_progress(session: Session, public_id: str) -> dict | None:
     """A run's summary and series: ``rounds``, ``labels``, ``updates``, ``evaluations`` (each
-    ordered by report) and its latest ``clip``; None for an unknown run id."""
+    ordered by report; an evaluation at the step of the one before replaces it, as in the run's
+    own history) and its latest ``clip``; None for an unknown run id."""
     found = session.execute(
         select(RunRow, Project.name)
         .join(Project, Project.id == RunRow.project_id)
@@ -189,7 +190,10 @@ def run_progress(session: Session, public_id: str) -> dict | None:
     ).all()
     series: dict[str, list[dict]] = {kind: [] for kind in RUN_EVENT_KINDS}
     for kind, env_steps, data in events:
-        series[kind].append({"env_steps": env_steps, **json.loads(data)})
+        rows = series[kind]
+        if kind == "evaluation" and rows and rows[-1]["env_steps"] == env_steps:
+            rows.pop()  # the run's final evaluation replaces a periodic one at its step
+        rows.append({"env_steps": env_steps, **json.loads(data)})
     return {
         "run": _summary(run, project_name),
         "rounds": _rounds(series["labels"]),
