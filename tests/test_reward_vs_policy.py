@@ -40,13 +40,17 @@ def cache(tmp_path, linear_segments) -> Path:
 
 
 def write_run(folder: Path, method: str, seed: int, final: float, weights=None, sweep="sw",
-              env=ENV, algo="sac", steps=1000) -> Path:  # fmt: skip
-    """A finished run folder; ``weights`` on the observation make its linear reward."""
+              env=ENV, algo="sac", steps=1000, own=None) -> Path:  # fmt: skip
+    """A finished run folder; ``weights`` on the observation make its linear reward, ``own``
+    is the last tau the run measured on the segments it had rated."""
     folder.mkdir(parents=True)
     config = {"env_id": env, "method": method, "seed": seed, "algo": algo, "total_steps": steps}
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "trial.json").write_text(json.dumps({"sweep": sweep, "kind": "policy"}))
-    (folder / "summary.json").write_text(json.dumps({"true_return_final": {"mean": final}}))
+    summary = {"true_return_final": {"mean": final}}
+    if own is not None:
+        summary["reward_fidelity"] = [{"tau_all": 0.0}, {"tau_all": own}]
+    (folder / "summary.json").write_text(json.dumps(summary))
     if weights is not None:
         model = RewardEnsemble(3, 1, RewardNetConfig(hidden=(), ensemble_size=1, output="none"))
         with torch.no_grad():
@@ -67,9 +71,9 @@ def test_a_better_reward_scores_higher_and_recovery_is_against_the_right_oracle(
     # an oracle of the same env and seed but another sweep, and one with another step budget
     write_run(tmp_path / "other" / "o", "oracle", 0, 50.0, sweep="other")
     write_run(trial(store, "oracle0_long"), "oracle", 0, 10.0, steps=5000)
-    write_run(trial(store, "good"), "r4", 0, 900.0, GOOD)
-    write_run(trial(store, "noisy"), "rbrl", 1, 300.0, NOISY)
-    write_run(trial(store, "bad"), "bt", 0, 100.0, BAD)
+    write_run(trial(store, "good"), "r4", 0, 900.0, GOOD, own=0.9)
+    write_run(trial(store, "noisy"), "rbrl", 1, 300.0, NOISY, own=0.5)
+    write_run(trial(store, "bad"), "bt", 0, 100.0, BAD, own=0.95)  # fooled its own teacher
     write_run(trial(store, "orphan"), "r4", 7, 800.0, GOOD)  # no oracle of seed 7
     write_run(trial(store, "untrained"), "r4", 0, 50.0)  # finished, but learned no reward
     (trial(store, "running")).mkdir()  # not started: passed over
@@ -92,6 +96,8 @@ def test_a_better_reward_scores_higher_and_recovery_is_against_the_right_oracle(
     assert corr["kendall_tau"]["n"] == corr["-epic"]["n"] == 3
     assert corr["kendall_tau"]["spearman"] == pytest.approx(1.0)
     assert corr["-epic"]["spearman"] == pytest.approx(1.0)
+    assert rows["bad"]["tau_own"] == 0.95 and rows["orphan"]["tau_own"] is None
+    assert corr["tau_own"]["n"] == 3 and corr["tau_own"]["spearman"] == pytest.approx(-0.5)
 
 
 def test_a_folder_of_runs_finds_its_oracle_in_a_store_of_the_same_sweep(tmp_path, cache):

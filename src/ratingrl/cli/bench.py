@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -167,19 +169,22 @@ def _print_reward_vs_policy(report: dict) -> None:
     def num(value: Any, digits: int = 3) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    table = Table(title="Each run's final reward and its policy's recovery")
-    for column in ("run", "env", "method", "seed", "return", "oracle", "recovery", "tau", "EPIC"):
-        table.add_column(column)
-    table.add_column("note")
+    table = Table(title="Each run's final reward and its policy's recovery", box=box.SIMPLE_HEAD)
+    for column in ("from", "env", "method"):  # text wraps, figures never do
+        table.add_column(column, overflow="fold")
+    for column in ("seed", "return", "oracle", "recovery", "tau", "EPIC", "tau own"):
+        table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("note", overflow="fold")
     for r in report["runs"]:
         table.add_row(
-            escape(Path(r["folder"]).parent.name), r["env_id"], r["method"], str(r["seed"]),
+            escape(Path(r["folder"]).parent.name), r["env_id"], escape(r["method"]), str(r["seed"]),
             num(r["final_return"], 0), num(r["oracle_return"], 0), num(r["recovery"]),
-            num(r.get("kendall_tau")), num(r.get("epic")), r["note"],
+            num(r.get("kendall_tau")), num(r.get("epic")), num(r["tau_own"]), r["note"],
         )  # fmt: skip
-    console.print(table)
-    corr = Table(title="Spearman correlation with recovery across runs [95% bootstrap interval]")
-    for column in ("figure", "runs", "n", "Spearman", "95% CI"):
+    # eleven columns: a report piped to a file gets 120 characters a line, not rich's 80
+    (console if console.is_terminal else Console(width=120)).print(table)
+    corr = Table(title="Spearman correlation with recovery across runs", box=box.SIMPLE_HEAD)
+    for column in ("figure", "scope", "n", "Spearman", "95% CI"):
         corr.add_column(column)
     for c in report["correlations"]:
         ci = c["ci95"]

@@ -14,10 +14,12 @@ finished policy run with a learned reward (``reward_model.pt`` in its folder):
   environment, seed, algorithm and step budget. Runs without such an oracle are listed, not
   correlated;
 
-and gives the Spearman correlation across runs between recovery and each figure (tau, and
--EPIC: higher is better for both), with a 95% percentile bootstrap interval over runs
-(``scipy.stats.bootstrap``, paired). A resample in which either side is constant has no rank
-correlation; the interval is taken over the others and their share is reported.
+and gives the Spearman correlation across runs between recovery and each figure (tau and -EPIC,
+higher is better for both; and, for comparison, ``tau_own``: the run's own last Kendall tau of
+its final reward on the segments it had rated, from ``summary.json``, simulated teachers only)
+with a 95% percentile bootstrap interval over runs (``scipy.stats.bootstrap``, paired). A
+resample in which either side is constant has no rank correlation; the interval is taken over
+the others and their share is reported.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ratingrl.rewards.metrics import kendall_tau
 
 __all__ = ["RewardVsPolicyError", "PolicyRun", "find_runs", "correlation", "reward_vs_policy"]
 
-FIGURES = {"kendall_tau": 1.0, "epic": -1.0}
+FIGURES = {"kendall_tau": 1.0, "epic": -1.0, "tau_own": 1.0}
 """The figures correlated with recovery, and the sign that makes higher mean better."""
 MIN_RUNS = 3
 
@@ -59,6 +61,7 @@ class PolicyRun:
     algo: str
     total_steps: int
     final_return: float
+    tau_own: float | None = None
 
     @property
     def oracle_key(self) -> tuple:
@@ -84,12 +87,13 @@ def load_run(folder: Path) -> PolicyRun:
     config, summary = _read(folder / "config.json"), _read(folder / "summary.json")
     meta = _read(folder / "trial.json") if (folder / "trial.json").exists() else {}
     final = (summary.get("true_return_final") or {}).get("mean")
+    own = (summary.get("reward_fidelity") or [{}])[-1].get("tau_all")
     if final is None or "env_id" not in config:
         raise RewardVsPolicyError(f"run {folder} is not a policy run (no env_id or final return)")
     return PolicyRun(
         str(folder), meta.get("sweep"), config["env_id"], config.get("method", "?"),
         int(config.get("seed", 0)), config.get("algo", "?"), int(config.get("total_steps", 0)),
-        float(final),
+        float(final), None if own is None else float(own),
     )  # fmt: skip
 
 
@@ -217,6 +221,10 @@ def correlation(figure: Sequence[float], recovery: Sequence[float], reps: int, s
     return out
 
 
+def _finite(value: float | None) -> bool:
+    return value is not None and bool(np.isfinite(value))
+
+
 def _correlations(rows: list[dict], reps: int, seed: int) -> list[dict]:
     usable = [r for r in rows if r.get("recovery") is not None and r.get("kendall_tau") is not None]
     scopes = {"all": usable}
@@ -227,7 +235,7 @@ def _correlations(rows: list[dict], reps: int, seed: int) -> list[dict]:
         if scope != "all" and (len(chosen) < MIN_RUNS or len(chosen) == len(usable)):
             continue
         for name, sign in FIGURES.items():
-            pairs = [(sign * r[name], r["recovery"]) for r in chosen if np.isfinite(r[name])]
+            pairs = [(sign * r[name], r["recovery"]) for r in chosen if _finite(r.get(name))]
             x, y = zip(*pairs, strict=True) if pairs else ((), ())
             figure = name if sign > 0 else f"-{name}"
             out.append({"figure": figure, "scope": scope, **correlation(x, y, reps, seed)})
