@@ -9,7 +9,6 @@ import threading
 import time
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from ratingrl.rl.reporting import BackgroundReporter, RunReporter
@@ -108,18 +107,6 @@ def test_a_reporter_failing_at_every_call_is_logged_once_and_training_goes_on(
     assert len(warnings) == 1 and "ConnectionError: database is gone" in warnings[0]
     # start, some label reports, one update, one evaluation, finish: every one failed
     assert run.report.reporter.failures >= 5 and run.report.reporter.dropped == 0
-
-
-@pytest.mark.slow
-def test_a_dmc_runs_evaluation_clip_carries_simulator_states(tmp_path, dmc_online_config):
-    reporter = Recording()
-    config = replace(dmc_online_config, eval_every=150)
-    Run.create(config, tmp_path / "run", reporter=reporter, progress=False).learn()
-    evaluations = reporter.of("evaluation")
-    assert [e[1]["env_steps"] for e in evaluations] == [150, 300, 300]  # periodic, final
-    for _, _, episode in evaluations:
-        assert episode.states is not None and episode.states.shape == (20, 4)
-        assert np.isfinite(episode.states).all()
 
 
 def test_a_hanging_reporter_holds_up_nothing_and_a_full_queue_drops_reports():
