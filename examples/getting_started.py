@@ -17,15 +17,15 @@ from ratingrl.rewards.training import TrainerConfig, train_reward_model
 
 rng = np.random.default_rng(0)
 episodes = collect_episodes("Pendulum-v1", random_policy([-2.0], [2.0], rng), 16, seed=0)
-segments = segment_episodes(episodes, horizon=50)  # a SegmentSet: obs, acts, true returns
-scale = Bins.quantile(4, segments.true_returns)  # four classes, equally filled
+segments = segment_episodes(episodes, horizon=50)  # obs, acts, true returns
+scale = Bins.quantile(4, segments.true_returns)  # four equally filled classes
 teacher = RatingTeacher(scale, names=("bad", "poor", "good", "excellent"))
-rated = teacher.rate_dataset(segments, rng)  # RatedSegments: what people would give you
+rated = teacher.rate_dataset(segments, rng)  # what people would give you
 result = train_reward_model(rated, make_method("r4"), TrainerConfig(epochs=30))
-reward_fn = result.model.as_reward_fn()  # (state, action, next_state, done) -> rewards
+reward_fn = result.model.as_reward_fn()  # (s, a, s', done) -> rewards
 # --8<-- [end:ten-lines]
 
 if __name__ == "__main__":
     print(f"{len(rated)} ratings per class: {rated.class_counts().tolist()}")
-    print("learned rewards of the first segment's first steps:", reward_fn(
-        segments.obs[0, :5], segments.acts[0, :5], None, None).round(2))
+    first = reward_fn(segments.obs[0, :5], segments.acts[0, :5], None, None)
+    print("learned rewards of the first segment's first steps:", first.round(2))
