@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from ratingrl.app.demo import DemoSpec, seed_demo
+from ratingrl.app.run_reporter import AppRunReporter
 from ratingrl.app.server import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -220,4 +221,23 @@ def test_the_operator_page_follows_the_run_people_teach(tmp_path, dmc_online_con
             page.evaluate(f"() => {{ {video}.pause(); {video}.currentTime = 2.0; }}")
             page.wait_for_timeout(300)
             page.locator("#run-panel").screenshot(path=str(Path(folder) / "run_panel.png"))
+
+        # a second run on the project: the page follows the latest, and the operator can pick
+        assert page.locator("#run-choose").is_hidden()
+        second = AppRunReporter(db, name="second")
+        second.on_start("/runs/second", {**config.to_dict(), "method": "r4"}, 0)
+        second.close()
+        _poll(page, status, lambda s: s.startswith("second: sac r4"), "the latest run is shown")
+        assert page.locator("#run-choose").is_visible()
+        options = page.locator("#run-select option").all_inner_texts()
+        assert options == [
+            "latest: second (r4, dmc/cartpole-balance, running)",
+            "second (r4, dmc/cartpole-balance, running)",
+            "run (rbrl, dmc/cartpole-balance, finished)",
+        ]
+        page.locator("#run-select").select_option(label=options[2])
+        _poll(page, status, lambda s: s.startswith("run: sac rbrl"), "the picked run is shown")
+        page.wait_for_timeout(2100)  # a poll (every 2 s) later it is still the picked run
+        assert page.evaluate(status).startswith("run: sac rbrl")
+        assert page.evaluate("window.notReloaded === true")
         browser.close()
