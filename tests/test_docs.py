@@ -142,3 +142,13 @@ def test_the_strict_build_fails_on(page, tmp_path):
     assert done.returncode != 0, done.stderr
     fault = "nowhere.md" if "nowhere" in page else "Could not collect 'ratingrl.no_such_module'"
     assert fault in done.stderr, done.stderr
+
+
+def test_make_docs_builds_strictly_and_make_test_runs_it():
+    """``--quiet`` silences the warnings ``--strict`` counts, so a quiet build never fails."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ndocs: ")[1].split("\n\n")[0]
+    assert "mkdocs build --strict" in recipe
+    assert "--quiet" not in recipe and " -q" not in recipe, recipe
+    test_recipe = makefile.split("\ntest: ")[1].split("\n\n")[0]
+    assert "$(MAKE) --no-print-directory docs" in test_recipe
