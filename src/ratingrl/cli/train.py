@@ -148,10 +148,15 @@ def _train(config, resume, out, overwrite, progress, ratings_db, ratings_project
         from ratingrl.app.run_reporter import AppRunReporter
 
         sources["reporter"] = AppRunReporter(ratings_db, ratings_project, Path(run_dir).name)
-    if resume is not None:
-        run = Run.resume(resume, progress=progress, **sources)
-    else:
-        run = Run.create(config, out, overwrite=overwrite, progress=progress, **sources)
+    try:
+        if resume is not None:
+            run = Run.resume(resume, progress=progress, **sources)
+        else:
+            run = Run.create(config, out, overwrite=overwrite, progress=progress, **sources)
+    except BaseException:
+        if "reporter" in sources:  # the run never started: nothing will close it
+            sources["reporter"].close()
+        raise
     return run.learn()
 
 
