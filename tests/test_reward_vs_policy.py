@@ -125,9 +125,11 @@ def test_the_correlation_and_its_interval_are_scipys_on_the_same_numbers():
 
 
 def test_resamples_without_a_rank_correlation_are_counted_not_allowed_to_void_the_interval():
-    out = correlation([0.1, 0.2, 0.3], [1.0, 3.0, 2.0], reps=400, seed=0)
-    assert 0 < out["undefined_resamples"] < 0.3  # all three draws alike, about 1 in 9
+    out = correlation([0.1, 0.1, 0.1, 0.1, 0.2], [1.0, 3.0, 2.0, 4.0, 5.0], reps=400, seed=0)
+    assert 0.2 < out["undefined_resamples"] < 0.45  # the last run missed: (4/5)^5 = 0.33
     assert out["ci95"] is not None and -1 <= out["ci95"][0] <= out["ci95"][1] <= 1
+    few = correlation([0.1, 0.2, 0.3, 0.4], [1.0, 3.0, 2.0, 4.0], reps=400, seed=0)
+    assert few["spearman"] == pytest.approx(0.8) and few["ci95"] is None  # 4 runs: no interval
 
 
 def test_bad_input_is_a_one_line_error_naming_what_is_wrong(tmp_path, cache):

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -154,10 +156,13 @@ def bench_reward_vs_policy(
     from ratingrl.experiments.reward_vs_policy import RewardVsPolicyError, reward_vs_policy
 
     chosen = [e.strip() for e in envs.split(",") if e.strip()]
+    started = time.perf_counter()
     try:
         report = reward_vs_policy(paths, build_pools, chosen, split_seed, reps, seed)
     except RewardVsPolicyError as err:
         raise fail(str(err)) from None
+    report["command"] = " ".join(["ratingrl", *sys.argv[1:]])
+    report["wall_time_s"] = time.perf_counter() - started
     _print_reward_vs_policy(report)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,9 @@ __all__ = ["RewardVsPolicyError", "PolicyRun", "find_runs", "correlation", "rewa
 FIGURES = {"kendall_tau": 1.0, "epic": -1.0, "tau_own": 1.0}
 """The figures correlated with recovery, and the sign that makes higher mean better."""
 MIN_RUNS = 3
+MIN_INTERVAL = 5
+"""Fewer runs give a rank correlation but no interval: three runs' Spearman takes four values,
+and resamples of them repeat a run so often that the percentiles say nothing."""
 
 
 class RewardVsPolicyError(ValueError):
@@ -198,7 +201,8 @@ def score_reward(
 
 def correlation(figure: Sequence[float], recovery: Sequence[float], reps: int, seed: int) -> dict:
     """Spearman rho of ``figure`` and ``recovery`` over runs, with a 95% paired bootstrap
-    interval over runs (percentile; resamples with a constant side left out and counted)."""
+    interval over runs (percentile; resamples with a constant side left out and counted) from
+    ``MIN_INTERVAL`` runs up."""
     from scipy import stats
 
     x, y = np.asarray(figure, dtype=float), np.asarray(recovery, dtype=float)
@@ -208,6 +212,8 @@ def correlation(figure: Sequence[float], recovery: Sequence[float], reps: int, s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant inputs: NaN, counted below
         out["spearman"] = float(stats.spearmanr(x, y).statistic)
+        if x.size < MIN_INTERVAL:
+            return out | {"note": f"no interval from fewer than {MIN_INTERVAL} runs"}
         result = stats.bootstrap(
             (x, y), lambda a, b: stats.spearmanr(a, b).statistic, paired=True,
             vectorized=False, n_resamples=reps, method="percentile",
