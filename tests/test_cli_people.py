@@ -48,3 +48,32 @@ def test_pairs_need_a_project_that_asks_for_them(tmp_path, db_url):
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "asks its raters for ratings only" in result.output
     assert not out.exists()
+
+
+def test_a_run_on_another_environment_than_the_project_is_refused(tmp_path, db_url):
+    _project(db_url, "ratings")  # a Pendulum-v1 project
+    out = tmp_path / "run"
+    args = [*RUN, "--ratings-db", db_url, "--out", str(out)]
+    args[args.index("Pendulum-v1")] = "dmc/cartpole-balance"
+    for extra in ([], ["--check"]):
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 2, result.output
+        assert "--env dmc/cartpole-balance" in result.output and "Pendulum-v1" in result.output
+    assert not out.exists()
+
+
+def test_check_with_people_opens_the_project_and_builds_no_teacher(tmp_path, db_url):
+    import json
+
+    # HalfCheetah's simulated teacher would need --rating-range; people need none
+    args = ["app", "create-project", "--name", "c", "--env", "HalfCheetah-v5", "--db", db_url]
+    assert runner.invoke(app, [*args, "--clip-length", "20"]).exit_code == 0
+    run = [*RUN, "--ratings-db", db_url, "--check"]
+    run[run.index("Pendulum-v1")] = "HalfCheetah-v5"
+    result = runner.invoke(app, run)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert "teacher" not in plan and plan["source"]["class"] == "AppRatingSource"
+    assert plan["people"] == {"project": "c", "env_id": "HalfCheetah-v5"}
+    without = runner.invoke(app, [a for a in run if a not in ("--ratings-db", db_url)])
+    assert without.exit_code == 2 and "--rating-range" in without.output

@@ -59,6 +59,7 @@ class AppPreferenceSource(PreferenceSource):
         with database.unit(write=False) as session:
             project = store.get_project(session, self.project)
             asks = store.project_asks(project)
+            self.env_id = project.env_id  # the environment its clips are rendered from
         self.project = project.name
         if asks == Asks.RATINGS:
             database.close()

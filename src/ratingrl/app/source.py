@@ -67,6 +67,7 @@ class AppRatingSource(RatingSource):
             project = store.get_project(session, self.project)
             self._project_id = project.id
             self.project = project.name
+            self.env_id = project.env_id  # the environment its clips are rendered from
             self._scale = store.project_scale(project)
 
     @property

@@ -88,9 +88,8 @@ def train_command(
             console.print_json(json.dumps(run_config.to_dict()))
             return
         if check:
-            from ratingrl.rl.train import check as check_run
-
-            console.print_json(json.dumps(check_run(run_config)))
+            plan = _check(run_config, ratings_db, ratings_project, out or resume)
+            console.print_json(json.dumps(plan))
             return
         if resume is None and out is None:
             raise fail("give --out RUN_DIR (or --resume RUN_DIR)")
@@ -139,6 +138,23 @@ def _resolve(config: Path | None, options: dict[str, Any], assignments: list[str
     return base.replace(**changes)
 
 
+def _check(config: RunConfig, db: str | None, project: str | None, run_dir: Path | None) -> dict:
+    """The plan of ``--check``; with ``--ratings-db`` the app's project is opened and matched to
+    the run (the run then asks people, so the simulated teacher is neither built nor shown)."""
+    from ratingrl.rl.train import check as check_run
+
+    if not db:
+        return check_run(config)
+    sources = _people(config, db, project, run_dir or Path("check"))
+    try:
+        plan = check_run(config, sources["source"], sources.get("pair_source"))
+        plan["people"] = {"project": sources["source"].project, "env_id": config.env_id}
+    finally:
+        for source in sources.values():
+            source.close()
+    return plan
+
+
 def _train(config, resume, out, overwrite, progress, ratings_db, ratings_project) -> dict:
     from ratingrl.rl.run import Run
 
@@ -176,10 +192,19 @@ def _people(config: RunConfig, db: str, project: str | None, run_dir: Path) -> d
     config.validate()  # the method must be known before asking what it learns from
     run = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
     if config.method != "oracle" and method_data_kind(config.method) == "pairs":
-        return {"source": AppPreferenceSource(db, project, tag=f"pairs-{run}")}
-    sources = {"source": AppRatingSource(db, project, tag=f"ratings-{run}")}
-    if config.preference_budget > 0:
-        sources["pair_source"] = AppPreferenceSource(db, project, tag=f"pairs-{run}")
+        sources = {"source": AppPreferenceSource(db, project, tag=f"pairs-{run}")}
+    else:
+        sources = {"source": AppRatingSource(db, project, tag=f"ratings-{run}")}
+        if config.preference_budget > 0:
+            sources["pair_source"] = AppPreferenceSource(db, project, tag=f"pairs-{run}")
+    app_env = sources["source"].env_id
+    if app_env != config.env_id:  # people would be shown another task's clips
+        for source in sources.values():
+            source.close()
+        raise fail(
+            f"--env {config.env_id}: the app's project {sources['source'].project!r} rates "
+            f"clips of {app_env}; train on that environment or use a project made for this one"
+        )
     return sources
 
 

@@ -44,15 +44,21 @@ def train(
     return run.learn()
 
 
-def check(config: RunConfig) -> dict:
+def check(
+    config: RunConfig,
+    source: FeedbackSource | None = None,
+    pair_source: FeedbackSource | None = None,
+) -> dict:
     """Every check :meth:`~ratingrl.rl.run.Run.create` makes before it touches a run folder,
     and the plan they lead to.
 
     For a sweep this catches a typo or a schedule that does not fit before hours of compute:
     the environment is built once (its shapes), offline datasets are read and matched to it,
-    and an online run's schedule and simulated teacher are constructed.
+    and an online run's schedule and simulated teacher are constructed. With ``source`` and
+    ``pair_source`` (people through the rating app, say), as :func:`train` takes them, the run
+    never builds the simulated teacher, so neither does the check: the plan names the source.
     """
-    inputs = builders.run_inputs(config, None)
+    inputs = builders.run_inputs(config, source, pair_source)
     plan: dict = {"env_id": config.env_id, "obs_dim": inputs.dims[0], "act_dim": inputs.dims[1]}
     if config.method != "oracle":
         method = (
@@ -62,5 +68,8 @@ def check(config: RunConfig) -> dict:
     if config.online:
         assert inputs.schedule is not None
         plan["schedule"] = inputs.schedule.to_dict()
-        plan["teacher"] = builders.make_teacher_source(config).teacher.to_dict()
+        if source is None:
+            plan["teacher"] = builders.make_teacher_source(config).teacher.to_dict()
+        else:
+            plan["source"] = {"kind": source.kind, "class": type(source).__name__}
     return plan
