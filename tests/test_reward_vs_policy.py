@@ -124,6 +124,17 @@ def test_the_correlation_and_its_interval_are_scipys_on_the_same_numbers():
     assert out["ci95"][0] < out["spearman"] < out["ci95"][1]
 
 
+def test_within_environments_an_easier_environment_does_not_count_as_agreement():
+    # env 0 is easy (high figures, high recovery), env 1 hard; within each the figure is backwards
+    figure, recovery = [0.9, 0.8, 0.7, 0.3, 0.2, 0.1], [0.7, 0.8, 0.9, 0.1, 0.2, 0.3]
+    assert correlation(figure, recovery, 100, 0)["spearman"] == pytest.approx(1 - 96 / 210)
+    within = correlation(figure, recovery, 300, 0, groups=[0, 0, 0, 1, 1, 1])
+    assert within["spearman"] == pytest.approx(-1.0) and within["ci95"][1] <= 0
+    x, y = np.random.default_rng(0).normal(size=(2, 9))
+    one = correlation(x, y, 100, 0, groups=[5] * 9)  # one environment: plain Spearman
+    assert one["spearman"] == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
 def test_resamples_without_a_rank_correlation_are_counted_not_allowed_to_void_the_interval():
     out = correlation([0.1, 0.1, 0.1, 0.1, 0.2], [1.0, 3.0, 2.0, 4.0, 5.0], reps=400, seed=0)
     assert 0.2 < out["undefined_resamples"] < 0.45  # the last run missed: (4/5)^5 = 0.33

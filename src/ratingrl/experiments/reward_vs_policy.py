@@ -1,9 +1,9 @@
 """Which reward figure predicts policy recovery: each finished run's final learned reward, scored
 as the fidelity benchmark scores a method, against the recovery its policy reached.
 
-Kendall tau and EPIC cost seconds; a policy run costs an hour. They are worth reporting only as
-far as they predict what a policy trained on the reward achieves, so this module pairs, for every
-finished policy run with a learned reward (``reward_model.pt`` in its folder):
+Kendall tau and EPIC cost seconds, a policy run an hour; they are worth as much as they predict
+what a policy trained on the reward achieves. For every finished policy run with a learned
+reward (``reward_model.pt`` in its folder) this module pairs:
 
 - the reward's figures on the fidelity pool of the run's environment, with the benchmark's own
   code: the held-out split of :func:`~ratingrl.experiments.fidelity_pool.split_for_seed`,
@@ -24,13 +24,15 @@ the others and their share is reported.
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from ratingrl.experiments.epic import score_epic
 from ratingrl.experiments.fidelity import FidelityConfig
@@ -121,9 +123,7 @@ def find_runs(paths: Sequence[str | Path]) -> tuple[list[PolicyRun], int]:
         folders = sorted((path / "trials").glob("*/*") if (path / "trials").is_dir() else [])
         folders = folders or sorted(p for p in path.iterdir() if (p / "trial.json").exists())
         if not folders:
-            raise RewardVsPolicyError(
-                f"{path} holds no runs (not a run folder, a results store or a folder of runs)"
-            )
+            raise RewardVsPolicyError(f"{path} holds no runs (nor is it a run or a store)")
         for folder in folders:
             config = folder / "config.json"
             if not (folder / "summary.json").exists() or not config.exists():
@@ -131,14 +131,6 @@ def find_runs(paths: Sequence[str | Path]) -> tuple[list[PolicyRun], int]:
             elif "job" not in _read(config):  # fidelity trials store their job
                 runs.append(load_run(folder))
     return runs, unfinished
-
-
-def _oracles(runs: Sequence[PolicyRun]) -> dict[tuple, PolicyRun]:
-    found: dict[tuple, PolicyRun] = {}
-    for run in sorted(runs, key=lambda r: r.folder):
-        if run.method == "oracle":
-            found.setdefault(run.oracle_key, run)
-    return found
 
 
 def fidelity_pool(
@@ -161,14 +153,10 @@ def fidelity_pool(
             f" build it with `ratingrl pool --env {env_id}` or pass --build-pools"
         )
 
-    if build:
-        from functools import partial
+    from ratingrl.rl.behaviour import build_pool
 
-        from ratingrl.rl.behaviour import build_pool
-
-        segments = cached_pool(config.pool, partial(build_pool, progress=False), cache_dir)
-    else:
-        segments = cached_pool(config.pool, missing, cache_dir)
+    builder = functools.partial(build_pool, progress=False) if build else missing
+    segments = cached_pool(config.pool, builder, cache_dir)
     return config, str(pool_path(config.pool, cache_dir)), segments
 
 
@@ -178,46 +166,55 @@ def score_reward(
     """Kendall tau and EPIC of a run's final reward on the held-out split of ``split_seed``."""
     from ratingrl.rewards.nets import RewardEnsemble
 
-    path = Path(run.folder) / "reward_model.pt"
-    if not path.exists():
-        raise RewardVsPolicyError(f"run {run.folder} has no reward model (reward_model.pt)")
-    model, _ = RewardEnsemble.load(path)
-    dims = (segments.obs.shape[-1], segments.acts.shape[-1])
-    if (model.obs_dim, model.act_dim) != dims:
-        raise RewardVsPolicyError(
-            f"run {run.folder}: its reward takes (obs, act) dims {(model.obs_dim, model.act_dim)}"
-            f" but the pool of {run.env_id} has {dims}"
-        )
+    model, _ = RewardEnsemble.load(Path(run.folder) / "reward_model.pt")
+    dims, takes = (segments.obs.shape[-1], segments.acts.shape[-1]), (model.obs_dim, model.act_dim)
+    if takes != dims:
+        raise RewardVsPolicyError(f"run {run.folder}: its reward takes (obs, act) dims {takes}"
+                                  f" but the pool of {run.env_id} has {dims}")  # fmt: skip
     _, test = split_for_seed(config, segments, split_seed)
     held_out = segments.subset(test)
     pred = model.predict_returns(held_out.obs, held_out.acts).mean(0)
     row = {"kendall_tau": kendall_tau(pred, held_out.true_returns), "held_out": len(test)}
     assert config.epic is not None
-    epic = score_epic(
-        config.epic, run.env_id, pool_file, segments, test, split_seed, model.as_reward_fn()
-    )
+    reward_fn = model.as_reward_fn()
+    epic = score_epic(config.epic, run.env_id, pool_file, segments, test, split_seed, reward_fn)
     return row | {k: epic[k] for k in ("epic", "epic_estimator", "epic_time_s")}
 
 
-def correlation(figure: Sequence[float], recovery: Sequence[float], reps: int, seed: int) -> dict:
-    """Spearman rho of ``figure`` and ``recovery`` over runs, with a 95% paired bootstrap
-    interval over runs (percentile; resamples with a constant side left out and counted) from
-    ``MIN_INTERVAL`` runs up."""
-    from scipy import stats
+def _centred_ranks(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(values))
+    for group in np.unique(groups):
+        ranks = stats.rankdata(values[groups == group])
+        out[groups == group] = ranks - ranks.mean()
+    return out
 
+
+def _within(a: np.ndarray, b: np.ndarray, groups: np.ndarray) -> float:
+    """Spearman rho within groups: the correlation of ranks centred in each group, so a group
+    that is easier (higher figures and higher recovery alike) adds nothing by being easier."""
+    return stats.pearsonr(_centred_ranks(a, groups), _centred_ranks(b, groups)).statistic
+
+
+def correlation(
+    figure: Sequence[float], recovery: Sequence[float], reps: int, seed: int, groups=None
+) -> dict:
+    """Spearman rho of ``figure`` and ``recovery`` over runs (within ``groups`` when given,
+    :func:`_within`), with a 95% paired bootstrap interval over runs (percentile; resamples
+    with a constant side left out and counted) from ``MIN_INTERVAL`` runs up."""
     x, y = np.asarray(figure, dtype=float), np.asarray(recovery, dtype=float)
+    data = (x, y) if groups is None else (x, y, np.asarray(groups))
+    statistic = (lambda a, b: stats.spearmanr(a, b).statistic) if groups is None else _within
     out: dict = {"n": int(x.size), "spearman": None, "ci95": None, "undefined_resamples": None}
     if x.size < MIN_RUNS:
         return out | {"note": f"fewer than {MIN_RUNS} runs"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant inputs: NaN, counted below
-        out["spearman"] = float(stats.spearmanr(x, y).statistic)
+        out["spearman"] = float(statistic(*data))
         if x.size < MIN_INTERVAL:
             return out | {"note": f"no interval from fewer than {MIN_INTERVAL} runs"}
         result = stats.bootstrap(
-            (x, y), lambda a, b: stats.spearmanr(a, b).statistic, paired=True,
-            vectorized=False, n_resamples=reps, method="percentile",
-            rng=np.random.default_rng(seed),
+            data, statistic, paired=True, vectorized=False, n_resamples=reps,
+            method="percentile", rng=np.random.default_rng(seed),
         )  # fmt: skip
     dist = result.bootstrap_distribution
     defined = dist[np.isfinite(dist)]
@@ -232,19 +229,23 @@ def _finite(value: float | None) -> bool:
 
 
 def _correlations(rows: list[dict], reps: int, seed: int) -> list[dict]:
+    """Over all runs, within environments (when there are several), and in each environment
+    with ``MIN_RUNS`` runs or more."""
     usable = [r for r in rows if r.get("recovery") is not None and r.get("kendall_tau") is not None]
-    scopes = {"all": usable}
-    for env in sorted({r["env_id"] for r in usable}):
+    envs = sorted({r["env_id"] for r in usable})
+    scopes = {"all": usable, **({"within env": usable} if len(envs) > 1 else {})}
+    for env in envs:
         scopes[env] = [r for r in usable if r["env_id"] == env]
     out = []
     for scope, chosen in scopes.items():
-        if scope != "all" and (len(chosen) < MIN_RUNS or len(chosen) == len(usable)):
+        if scope in envs and (len(chosen) < MIN_RUNS or len(envs) == 1):
             continue
         for name, sign in FIGURES.items():
-            pairs = [(sign * r[name], r["recovery"]) for r in chosen if _finite(r.get(name))]
-            x, y = zip(*pairs, strict=True) if pairs else ((), ())
+            use = [r for r in chosen if _finite(r.get(name))]
+            x, y = [sign * r[name] for r in use], [r["recovery"] for r in use]
+            groups = [envs.index(r["env_id"]) for r in use] if scope == "within env" else None
             figure = name if sign > 0 else f"-{name}"
-            out.append({"figure": figure, "scope": scope, **correlation(x, y, reps, seed)})
+            out.append({"figure": figure, "scope": scope} | correlation(x, y, reps, seed, groups))
     return out
 
 
@@ -256,14 +257,14 @@ def reward_vs_policy(
     reps: int = 10_000,
     seed: int = 0,
     cache_dir: str | None = None,
-    on_row: Callable[[dict], None] | None = None,
 ) -> dict:
     """Score every finished run with a learned reward under ``paths`` (only ``envs`` when
     given), pair it with its recovery, and correlate; the report as a JSON-able dict."""
     runs, unfinished = find_runs(paths)
     if envs:
         runs = [r for r in runs if r.env_id in set(envs)]
-    oracles = _oracles(runs)
+    by_folder = sorted(runs, key=lambda r: r.folder, reverse=True)  # the first oracle found wins
+    oracles = {r.oracle_key: r for r in by_folder if r.method == "oracle"}
     pools: dict[str, tuple] = {}
     rows = []
     for run in sorted((r for r in runs if r.method != "oracle"), key=lambda r: r.folder):
@@ -273,9 +274,8 @@ def reward_vs_policy(
             row |= {"oracle": oracle.folder, "oracle_return": oracle.final_return}
             if oracle.final_return > 0:
                 row["recovery"] = run.final_return / oracle.final_return
-        row["note"] = "" if oracle else "no matching oracle"
-        if oracle is not None and oracle.final_return <= 0:
-            row["note"] = "oracle return <= 0"
+        row["note"] = "oracle return <= 0" if row["oracle"] else "no matching oracle"
+        row["note"] = "" if row["recovery"] is not None else row["note"]
         if not run.has_reward:
             row["note"] = "no reward model"
         else:
@@ -283,8 +283,6 @@ def reward_vs_policy(
                 pools[run.env_id] = fidelity_pool(run.env_id, build_pools, cache_dir)
             row |= score_reward(run, *pools[run.env_id], split_seed)
         rows.append(row)
-        if on_row is not None:
-            on_row(row)
     if not rows:
         raise RewardVsPolicyError(f"no finished runs with a learned reward under {list(paths)}")
     return {
