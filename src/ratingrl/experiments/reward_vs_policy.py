@@ -196,7 +196,11 @@ def _within(a: np.ndarray, b: np.ndarray, groups: np.ndarray) -> float:
 
 
 def correlation(
-    figure: Sequence[float], recovery: Sequence[float], reps: int, seed: int, groups=None
+    figure: Sequence[float],
+    recovery: Sequence[float],
+    reps: int,
+    seed: int,
+    groups: Sequence[int] | None = None,
 ) -> dict:
     """Spearman rho of ``figure`` and ``recovery`` over runs (within ``groups`` when given,
     :func:`_within`), with a 95% paired bootstrap interval over runs (percentile; resamples
@@ -224,10 +228,6 @@ def correlation(
     return out
 
 
-def _finite(value: float | None) -> bool:
-    return value is not None and bool(np.isfinite(value))
-
-
 def _correlations(rows: list[dict], reps: int, seed: int) -> list[dict]:
     """Over all runs, within environments (when there are several), and in each environment
     with ``MIN_RUNS`` runs or more."""
@@ -241,7 +241,7 @@ def _correlations(rows: list[dict], reps: int, seed: int) -> list[dict]:
         if scope in envs and (len(chosen) < MIN_RUNS or len(envs) == 1):
             continue
         for name, sign in FIGURES.items():
-            use = [r for r in chosen if _finite(r.get(name))]
+            use = [r for r in chosen if r.get(name) is not None and np.isfinite(r[name])]
             x, y = [sign * r[name] for r in use], [r["recovery"] for r in use]
             groups = [envs.index(r["env_id"]) for r in use] if scope == "within env" else None
             figure = name if sign > 0 else f"-{name}"
