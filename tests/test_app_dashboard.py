@@ -274,3 +274,43 @@ def test_settings_are_checked_where_they_are_made():
     rule = DashboardSettings()
     assert rule.is_careless(5, 0.4) and not rule.is_careless(4, 0.0)  # too few repeats to judge
     assert not rule.is_careless(5, 0.5) and not rule.is_careless(9, None)
+
+
+def _statements(db: str, name: str, now: float) -> tuple[int, dict]:
+    """How many SQL statements one dashboard of project ``name`` runs, and the dashboard."""
+    from sqlalchemy import event
+
+    from ratingrl.app import store
+    from ratingrl.app.dashboard import dashboard
+    from ratingrl.app.schema import open_database
+
+    seen: list[str] = []
+    with open_database(db) as database, database.unit(write=False) as session:
+        project = store.get_project(session, name)
+        event.listen(database.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        out = dashboard(session, project, now=now)
+    return len(seen), out
+
+
+def test_a_poll_is_a_fixed_number_of_statements_and_points(client_of, run_sql):
+    """However many raters, ratings and days: the same statements, at most MAX_POINTS + 1
+    points in time (one statement per part, never one per rater or per rating)."""
+    names = ("a", "b", "c", "d", "e", "f")
+    client, tokens, db = client_of(DemoSpec(name="big", n_segments=12, raters=names,
+                                            ratings_per_clip=3, repeat_every=2))  # fmt: skip
+    seed_demo(db, DemoSpec(name="small", n_segments=2, raters=("x",)))
+    for name in names:
+        h = auth(tokens[name])
+        while (clip := client.get("/api/next", headers=h).json()["clip_id"]) is not None:
+            client.post("/api/ratings", json={"clip_id": clip, "rating": 1}, headers=h)
+    now = time.time()
+    run_sql(db, "UPDATE ratings SET answered_at = :now - 30 * 86400 * id / 100.0", now=now)
+    small, _ = _statements(db, "small", now)
+    big, d = _statements(db, "big", now)
+    assert big == small
+    assert d["timeline"]["bucket_s"] == 43200 and len(d["timeline"]["times"]) <= MAX_POINTS + 1
+    assert d["timeline"]["total"][-1] == sum(r["rated"] + r["repeats_rated"] for r in d["raters"])
+    assert d["timeline"]["total"][-1] == 36 + sum(r["repeats_rated"] for r in d["raters"]) > 36
+    assert len(d["agreement"]["over_time"]) == len(d["timeline"]["times"])
+    assert all(p["alpha"] is None for p in d["agreement"]["over_time"])  # all 1s: no variation
+    assert d["agreement"]["clips"] == 12

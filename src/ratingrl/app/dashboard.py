@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sqlalchemy import Integer, and_, case, cast, func, select
+from sqlalchemy import Integer, and_, case, cast, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ratingrl.app import store
@@ -83,24 +83,20 @@ class DashboardSettings:
         return repeats >= self.min_repeats and exact is not None and exact < self.careless_below
 
 
-def _current(project_id: int):  # type: ignore[no-untyped-def]
-    """The project's current ratings (each queue item's latest row, when it is a rating)."""
-    latest = (
-        select(func.max(RatingRow.id))
-        .where(RatingRow.project_id == project_id)
-        .group_by(RatingRow.item_id)
-    )
-    return (
-        select(
-            RatingRow.rater_id,
-            RatingRow.segment_id,
-            RatingRow.value,
-            RatingRow.is_repeat,
-            RatingRow.answered_at,
-        )
-        .where(RatingRow.id.in_(latest), RatingRow.status == RatingStatus.RATED)
-        .cte("current")
-    )
+def _rated(row, repeat: bool | None = None) -> list:  # type: ignore[no-untyped-def]
+    """Conditions: ``row`` (RatingRow or an alias) is a current rating, of a hidden repeat or not.
+
+    Current: no later row for the same queue item (one probe of the index on ``item_id``). Not
+    ``id IN (latest per item)``: SQLite probes a join's second table with every id of that list.
+    """
+    newer = aliased(RatingRow)
+    out = [
+        row.status == RatingStatus.RATED,
+        ~exists().where(newer.item_id == row.item_id, newer.id > row.id),
+    ]
+    if repeat is not None:
+        out.append(row.is_repeat.is_(repeat))
+    return out
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -111,18 +107,23 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _counts(session: Session, current, levels: int, since: float) -> dict:  # type: ignore[no-untyped-def]
+def _counts(session: Session, project_id: int, levels: int, since: float) -> dict:
     """Per rater: levels given (first ratings), ratings and repeats, recent ones; time span."""
-    recent = func.sum(case((current.c.answered_at >= since, 1), else_=0))
-    query = select(
-        current.c.rater_id,
-        current.c.value,
-        current.c.is_repeat,
-        func.count(),
-        recent,
-        func.min(current.c.answered_at),
-        func.max(current.c.answered_at),
-    ).group_by(current.c.rater_id, current.c.value, current.c.is_repeat)
+    r = RatingRow
+    recent = func.sum(case((r.answered_at >= since, 1), else_=0))
+    query = (
+        select(
+            r.rater_id,
+            r.value,
+            r.is_repeat,
+            func.count(),
+            recent,
+            func.min(r.answered_at),
+            func.max(r.answered_at),
+        )
+        .where(r.project_id == project_id, *_rated(r))
+        .group_by(r.rater_id, r.value, r.is_repeat)
+    )
     out: dict = {"by_rater": {}, "first": None, "last": None}
     for rater_id, value, is_repeat, n, n_recent, first, last in session.execute(query):
         mine = out["by_rater"].setdefault(
@@ -147,18 +148,20 @@ def _bucket_width(span: float) -> int:
     return int(math.ceil(span / MAX_POINTS / BUCKETS_S[-1])) * BUCKETS_S[-1]
 
 
-def _timeline(session: Session, current, first: float, now: float) -> dict:  # type: ignore[no-untyped-def]
+def _timeline(session: Session, project_id: int, first: float, now: float) -> dict:
     """Cumulative current ratings per rater at the start, then at the end of each bucket (the
     last one ends now)."""
     width = _bucket_width(max(now - first, 1.0))
     start = math.floor(first / width) * width
-    offset = (current.c.answered_at - start) / width
+    offset = (RatingRow.answered_at - start) / width
     if session.get_bind().dialect.name == "sqlite":
         bucket = cast(offset, Integer)  # truncates: offsets are >= 0
     else:
         bucket = cast(func.floor(offset), Integer)  # PostgreSQL's cast rounds
-    query = select(current.c.rater_id, bucket.label("bucket"), func.count()).group_by(
-        current.c.rater_id, "bucket"
+    query = (
+        select(RatingRow.rater_id, bucket.label("bucket"), func.count())
+        .where(RatingRow.project_id == project_id, *_rated(RatingRow))
+        .group_by(RatingRow.rater_id, "bucket")
     )
     n_points = max(1, int(math.floor((now - start) / width)) + 1)
     counts: dict[int, np.ndarray] = {}
@@ -173,17 +176,23 @@ def _timeline(session: Session, current, first: float, now: float) -> dict:  # t
     }
 
 
-def _shared_rows(session: Session, current) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _shared_rows(session: Session, project_id: int) -> np.ndarray:
     """(clip, level, time) of first ratings on clips that several raters rated, by time."""
-    first = select(current.c.segment_id).where(current.c.is_repeat.is_(False))
-    shared = first.group_by(current.c.segment_id).having(func.count() >= 2)
-    query = (
-        select(current.c.segment_id, current.c.value, current.c.answered_at)
-        .where(current.c.is_repeat.is_(False), current.c.segment_id.in_(shared))
-        .order_by(current.c.answered_at)
+    r, other = RatingRow, aliased(RatingRow)
+    shared = (
+        select(other.segment_id)
+        .where(other.project_id == project_id, *_rated(other, repeat=False))
+        .group_by(other.segment_id)
+        .having(func.count() >= 2)
+    )
+    query = select(r.segment_id, r.value, r.answered_at).where(
+        r.project_id == project_id, *_rated(r, repeat=False), r.segment_id.in_(shared)
     )
     rows = session.execute(query).all()
-    return np.array(rows, dtype=np.float64).reshape(len(rows), 3)
+    # fromiter: np.array on SQLAlchemy rows is 100x slower (each row read as a sequence)
+    flat = np.fromiter((x for row in rows for x in row), np.float64, 3 * len(rows))
+    table = flat.reshape(len(rows), 3)
+    return table[np.argsort(table[:, 2], kind="stable")]
 
 
 def _alpha_over_time(rows: np.ndarray, times: list[float], levels: int) -> list[dict]:
@@ -203,22 +212,22 @@ def _alpha_over_time(rows: np.ndarray, times: list[float], levels: int) -> list[
     return out
 
 
-def _pair_matrix(session: Session, current) -> dict[tuple[int, int], dict]:  # type: ignore[no-untyped-def]
+def _pair_matrix(session: Session, project_id: int) -> dict[tuple[int, int], dict]:
     """For each pair of raters (a < b): clips both rated first-time, and how often they agree."""
-    a, b = aliased(current), aliased(current)
-    gap = func.abs(a.c.value - b.c.value)
+    a, b = aliased(RatingRow), aliased(RatingRow)
+    gap = func.abs(a.value - b.value)
     query = (
         select(
-            a.c.rater_id,
-            b.c.rater_id,
+            a.rater_id,
+            b.rater_id,
             func.count(),
             func.sum(case((gap == 0, 1), else_=0)),
             func.sum(case((gap <= 1, 1), else_=0)),
             func.sum(gap),
         )
-        .join(b, and_(a.c.segment_id == b.c.segment_id, a.c.rater_id < b.c.rater_id))
-        .where(a.c.is_repeat.is_(False), b.c.is_repeat.is_(False))
-        .group_by(a.c.rater_id, b.c.rater_id)
+        .join(b, and_(b.segment_id == a.segment_id, a.rater_id < b.rater_id))
+        .where(a.project_id == project_id, *_rated(a, repeat=False), *_rated(b, repeat=False))
+        .group_by(a.rater_id, b.rater_id)
     )
     return {
         (ra, rb): {
@@ -231,24 +240,22 @@ def _pair_matrix(session: Session, current) -> dict[tuple[int, int], dict]:  # t
     }
 
 
-def _repeat_agreement(session: Session, current) -> dict[int, dict]:  # type: ignore[no-untyped-def]
+def _repeat_agreement(session: Session, project_id: int) -> dict[int, dict]:
     """Per rater: their hidden repeats against their first rating of the same clip."""
-    first, again = aliased(current), aliased(current)
-    gap = func.abs(first.c.value - again.c.value)
+    first, again = aliased(RatingRow), aliased(RatingRow)
+    gap = func.abs(first.value - again.value)
     query = (
         select(
-            again.c.rater_id,
+            again.rater_id,
             func.count(),
             func.sum(case((gap == 0, 1), else_=0)),
             func.sum(case((gap <= 1, 1), else_=0)),
             func.sum(gap),
         )
-        .join(
-            first,
-            and_(first.c.rater_id == again.c.rater_id, first.c.segment_id == again.c.segment_id),
-        )
-        .where(again.c.is_repeat.is_(True), first.c.is_repeat.is_(False))
-        .group_by(again.c.rater_id)
+        .join(first, and_(first.segment_id == again.segment_id, first.rater_id == again.rater_id))
+        .where(again.project_id == project_id, *_rated(again, repeat=True))
+        .where(*_rated(first, repeat=False))
+        .group_by(again.rater_id)
     )
     return {
         rater: {
@@ -365,18 +372,17 @@ def dashboard(
     now = time.time() if now is None else float(now)
     scale = store.project_scale(project)
     raters = store.project_raters(session, project)
-    current = _current(project.id)
-    counts = _counts(session, current, scale.n, now - s.rate_window_s)
+    counts = _counts(session, project.id, scale.n, now - s.rate_window_s)
     first = now if counts["first"] is None else min(counts["first"], now)
-    timeline = _timeline(session, current, first, now)
+    timeline = _timeline(session, project.id, first, now)
     parts = {
         "counts": counts,
         "timeline": timeline,
-        "repeats": _repeat_agreement(session, current),
+        "repeats": _repeat_agreement(session, project.id),
         "queue": _queue(session, project),
     }
     per_rater = _rater_rows(raters, parts, scale.n, s)
-    over_time = _alpha_over_time(_shared_rows(session, current), timeline["times"], scale.n)
+    over_time = _alpha_over_time(_shared_rows(session, project.id), timeline["times"], scale.n)
     queue = parts["queue"]
     return {
         "project": project.name,
@@ -395,7 +401,7 @@ def dashboard(
             "alpha": over_time[-1]["alpha"],
             "clips": over_time[-1]["clips"],
             "over_time": over_time,
-            "matrix": _matrix(raters, _pair_matrix(session, current)),
+            "matrix": _matrix(raters, _pair_matrix(session, project.id)),
         },
         "queue": {
             "clips": queue["clips"],

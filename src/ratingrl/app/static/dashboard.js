@@ -1,5 +1,7 @@
 // The operator's dashboard: polls GET /api/operator/dashboard every few seconds and redraws its
 // charts (static/charts.js) without reloading. Careless raters are flagged in a banner and in red.
+// One request at a time; the next waits POLL_MS, or ten times as long as the last one took (a
+// big project's server is never kept busy by an open page).
 "use strict";
 (function () {
   const POLL_MS = 3000;
@@ -116,6 +118,7 @@
   async function poll() {
     clearTimeout(timer);
     let stop = false;
+    const started = performance.now();
     try {
       const query = chosen === null ? "" : "?project=" + encodeURIComponent(chosen);
       const response = await fetch("/api/operator/dashboard" + query, { headers: { Authorization: "Bearer " + token } });
@@ -140,7 +143,7 @@
       section.hidden = false;
       say("Dashboard: could not reach the server; retrying.");
     } finally {
-      if (!stop) timer = setTimeout(poll, POLL_MS);
+      if (!stop) timer = setTimeout(poll, Math.max(POLL_MS, 10 * (performance.now() - started)));
     }
   }
 
