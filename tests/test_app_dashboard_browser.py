@@ -181,13 +181,22 @@ def _agree(page, url: str, at_least: int, timeout: float = 30.0) -> dict:
 
 
 def test_charts_hold_the_api_numbers_and_update_live(tmp_path, browser):
+    from playwright.sync_api import expect
+
     spec = DemoSpec(name="live", n_segments=8, ratings_per_clip=2, repeat_every=2,
                     raters=("alice", "bob"))  # fmt: skip
     with _running(tmp_path / "app", spec) as (url, tokens, db):
         _rate(url, tokens["alice"], db, lambda i, k: i % 4, most=5)
         _rate(url, tokens["bob"], db, lambda i, k: (i + k) % 4, most=4)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        busy = {"status": 503, "content_type": "application/json",
+                "body": json.dumps({"detail": "server busy"})}  # fmt: skip
+        page.route("**/api/operator/dashboard*", lambda route: route.fulfill(**busy), times=1)
         page.goto(f"{url}/operator#token={OPERATOR}")
+        # a refused poll is said in one line, and the next poll (3 s later) clears it
+        message = page.locator("#dash-message")
+        expect(message).to_have_text("Dashboard not updated (503): server busy; retrying.")
+        expect(message).to_be_empty(timeout=15_000)
         first = _agree(page, url, at_least=1)
         assert first["api"]["timeline"]["total"][-1] == 9
         assert page.locator("#chart-timeline svg path").count() == 3  # two raters and the total
