@@ -17,6 +17,12 @@ Only Krippendorff's alpha over time reads rows: (clip, level, time) of the first
 clips rated by several raters, three numbers per such rating (none when each clip has one
 rater), from which alpha is recomputed at every point of the timeline in numpy.
 
+Each statement scans the project's ratings once through its index, testing each row for being
+current with one probe of the index on ``item_id``; a self-join finds a row's partners through
+the index on ``segment_id``. Measured on SQLite with 20 raters and 110,000 ratings, on a 2-core
+machine busy with other work: about 1.5 s per poll (0.6 s of it reading the shared ratings),
+0.2 s at 11,000; the page polls one request at a time and waits longer after a slow one.
+
 Every number is of *current* ratings: a rating that was undone, or replaced after an undo, is
 not counted, and a rating's time is when it was given. So the curves are the history of the
 ratings that stand now, and an undo lowers the past too.
