@@ -66,9 +66,10 @@ class DashboardSettings:
 
     A rater is flagged **careless** when they have rated at least ``min_repeats`` hidden
     repeats and gave the same level as the first time on fewer than ``careless_below`` of them.
-    On a 4-level scale a rater clicking at random repeats exactly a quarter of the time; careful
-    (simulated and, in our tests, real) raters repeat most of their answers, so 0.5 with 5
-    repeats flags the first without flagging the second often. ``rate_window_s``: the current
+    On a 4-level scale a rater clicking at random gives the same level again a quarter of the
+    time on average, the careful raters of :mod:`ratingrl.feedback.crowd` most of the time; so
+    0.5 with at least 5 repeats flags the first and seldom the second (an operator can change
+    both per request: ``?careless_below=...&min_repeats=...``). ``rate_window_s``: the current
     rate is the ratings given in this many last seconds, per minute.
     """
 
