@@ -82,7 +82,8 @@ def test_a_track_run_is_its_overrides_on_the_defaults(tmp_path):
 def test_check_writes_nothing_and_rejects_a_schedule_that_does_not_fit(tmp_path):
     base = ["train", "--env", "dmc/cartpole-balance", "--out", str(tmp_path / "run"), "--check"]
     assert runner.invoke(app, [*base, "--steps", "400000"]).exit_code == 0
-    result = runner.invoke(app, [*base, "--steps", "1000", "--budget", "100"])
+    too_long = ["--steps", "1000", "--budget", "100", "--schedule-unit", "10000"]
+    result = runner.invoke(app, [*base, *too_long])
     assert result.exit_code != 0 and "schedule" in result.output
     assert not (tmp_path / "run").exists()
 

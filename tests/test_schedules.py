@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from ratingrl.feedback.schedules import Schedule, ScheduleError, r4_gaps
+from ratingrl.rl.config import RunConfig
 
 
 def test_schedules():
@@ -46,3 +47,16 @@ def test_a_run_configuration_gives_its_rounds(tiny_config):
     explicit = replace(tiny_config, schedule="explicit", schedule_steps=(10, 20, 30), budget=7)
     assert explicit.schedule_plan().counts == (3, 2, 2)
     assert replace(explicit, budget=2).round_count() is None  # reported when the run is checked
+
+
+def test_without_a_unit_the_schedule_is_fitted_to_the_run():
+    # the defaults must run: R4's gaps end at 90% of the run, interval rounds by its middle
+    config = RunConfig(env_id="dmc/walker-walk", method="r4")
+    r4 = config.schedule_plan()
+    assert r4.steps == (3000, 6000, 12000, 21000, 30000, 39000, 51000, 63000, 75000, 90000)
+    r4.check_fits(config.total_steps)
+    interval = replace(config, schedule="interval", budget=95, per_round=10).schedule_plan()
+    assert interval.steps[-1] == 50_000 and len(interval.steps) == 10
+    assert sum(interval.counts) == 95
+    given = replace(config, schedule_unit=9000).schedule_plan()
+    assert given.steps[:3] == (9000, 18000, 36000)  # a unit given is used as it is

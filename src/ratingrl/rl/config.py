@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ratingrl.config_fields import described as _f
-from ratingrl.feedback.schedules import Schedule, ScheduleError
+from ratingrl.feedback.schedules import Schedule, ScheduleError, r4_gaps
 from ratingrl.rl.validation import RunError, validate_config
 
 __all__ = [
@@ -105,7 +105,11 @@ class RunConfig:
         "reward learns from both, Bradley-Terry weighted by --preference-weight",
     )
     schedule: str = _f("r4", "online: r4 (gaps 1,1,2,3,3,3,4.. x unit) | interval | explicit")
-    schedule_unit: int = _f(10_000, "online: r4 gap unit, or the interval between rounds")
+    schedule_unit: int | None = _f(
+        None,
+        "online: r4 gap unit, or the interval between rounds; None: fitted to --steps (R4's "
+        "rounds end at 90% of the run, interval rounds at half of it, as RbRL asks early)",
+    )
     schedule_steps: tuple[int, ...] = _f((), "online: explicit env steps of the rounds")
     horizon: int = _f(50, "online: segment length in env steps")
     candidate_episodes: int = _f(50, "online: candidates come from the last N episodes")
@@ -192,10 +196,13 @@ class RunConfig:
 
     def schedule_plan(self) -> Schedule:
         """The rounds of queries this configuration asks for (not yet checked against the run)."""
+        rounds = -(-self.budget // max(self.per_round, 1))
         if self.schedule == "r4":
-            return Schedule.r4(self.budget, self.per_round, self.schedule_unit)
+            unit = self.schedule_unit or max(1, int(0.9 * self.total_steps) // sum(r4_gaps(rounds)))
+            return Schedule.r4(self.budget, self.per_round, unit)
         if self.schedule == "interval":
-            return Schedule.interval(self.budget, self.per_round, self.schedule_unit)
+            every = self.schedule_unit or max(1, self.total_steps // (2 * rounds))
+            return Schedule.interval(self.budget, self.per_round, every)
         return Schedule.explicit(tuple(self.schedule_steps), self.budget)
 
     def round_count(self) -> int | None:

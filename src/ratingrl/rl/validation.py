@@ -86,6 +86,10 @@ def _check_choices(config: RunConfig) -> None:
         ),
         (config.schedule in SCHEDULES, f"unknown schedule {config.schedule!r}: {SCHEDULES}"),
         (
+            config.schedule_unit is None or config.schedule_unit >= 1,
+            f"schedule_unit (--schedule-unit) must be >= 1 or None, got {config.schedule_unit}",
+        ),
+        (
             config.selector in (*SELECTORS, "auto"),
             f"unknown selector {config.selector!r}: {(*SELECTORS, 'auto')}",
         ),
