@@ -50,6 +50,10 @@
     return String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
   }
 
+  function clockSeconds(t) {  // ticks under a minute apart: HH:MM alone would repeat
+    return clock(Math.round(t)) + ":" + String(new Date(Math.round(t) * 1000).getSeconds()).padStart(2, "0");
+  }
+
   // The frame every chart shares: an <svg> with a title, and a hidden data table.
   function start(el, kind, values, opts, width, height) {
     el.replaceChildren();
@@ -119,9 +123,10 @@
     if (!(y1 > y0)) y1 = y0 + 1;
     const sx = (x) => M.left + (x - x0) / (x1 - x0) * (width - M.left - M.right);
     const sy = (y) => height - M.bottom - (y - y0) / (y1 - y0) * (height - M.top - M.bottom);
-    const xFormat = opts.time ? clock : opts.xFormat;
     let xt = niceTicks(x0, x1, 5);
     if (opts.time) xt = niceTicks(x0 / 60, x1 / 60, 5).map((m) => m * 60);  // whole minutes
+    const short = opts.time && xt.length > 1 && xt[1] - xt[0] < 60;  // a span of a minute or two
+    const xFormat = opts.time ? (short ? clockSeconds : clock) : opts.xFormat;
     axes(svg, sx, sy, xt.filter((x) => x >= x0 && x <= x1), niceTicks(y0, y1, 4), { ...opts, xFormat }, width, height, M);
     (opts.hlines || []).forEach((h) => {
       svg.appendChild(svgEl("line", { x1: M.left, x2: width - M.right, y1: sy(h.y), y2: sy(h.y), class: "chart-threshold" }));
