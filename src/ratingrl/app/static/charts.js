@@ -98,8 +98,9 @@
       g.appendChild(svgEl("line", { x1: M.left, x2: width - M.right, y1: sy(v), y2: sy(v), class: "chart-grid" }));
       g.appendChild(svgEl("text", { x: M.left - 4, y: sy(v) + 4, "text-anchor": "end" }, opts.yFormat ? opts.yFormat(v) : v));
     });
-    xt.forEach((v) => {
-      g.appendChild(svgEl("text", { x: sx(v), y: height - M.bottom + 14, "text-anchor": "middle" }, opts.xFormat ? opts.xFormat(v) : v));
+    xt.forEach((v) => {  // a label at the right edge ends there (centred, a long one is cut)
+      const anchor = sx(v) > width - M.right - 24 ? "end" : "middle";
+      g.appendChild(svgEl("text", { x: sx(v), y: height - M.bottom + 14, "text-anchor": anchor }, opts.xFormat ? opts.xFormat(v) : v));
     });
     g.appendChild(svgEl("line", { x1: M.left, x2: width - M.right, y1: height - M.bottom, y2: height - M.bottom, class: "chart-baseline" }));
     if (opts.xLabel) g.appendChild(svgEl("text", { x: width - M.right, y: height - 4, "text-anchor": "end" }, opts.xLabel));
