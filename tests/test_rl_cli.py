@@ -32,6 +32,8 @@ def test_cli_oracle_run_and_bad_input(tmp_path):
             "1000",
             "--rating-range",
             "-300,0",
+            "--schedule-unit",
+            "10000",
             *SMALL,
             "--out",
             str(tmp_path / "y"),
