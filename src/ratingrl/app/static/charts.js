@@ -87,7 +87,7 @@
       svg.appendChild(svgEl("rect", { x, y: y - 8, width: 10, height: 10, fill: colors[i] }));
       const label = svgEl("text", { x: x + 13, y, class: "chart-legend" }, name);
       svg.appendChild(label);
-      x += 18 + 6.5 * String(name).length;
+      x += 24 + 7 * String(name).length;  // swatch, gap, text at ~7 px a character
     });
   }
 

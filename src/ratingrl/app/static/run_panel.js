@@ -99,10 +99,11 @@
     const box = document.getElementById("run-chart-rounds");
     const categories = data.rounds.map((r) => String(r.round));
     const series = [
-      { name: "requested", values: data.rounds.map((r) => r.requested) },
-      { name: "collected", values: data.rounds.map((r) => r.collected) },
+      { name: "clips asked", values: data.rounds.map((r) => r.requested) },
+      { name: "labels collected", values: data.rounds.map((r) => r.collected) },
     ];
-    const opts = { title: "Labels per round", xLabel: "round" };
+    // a clip shown to several people brings several labels
+    const opts = { title: "Clips asked and labels collected per round", xLabel: "round" };
     if (window.RatingCharts) window.RatingCharts.bars(box, categories, series, opts);
     else { box.dataset.values = JSON.stringify({ categories, series }); box.textContent = opts.title + ": " + JSON.stringify(series); }
   }
