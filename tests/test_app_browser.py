@@ -2,161 +2,77 @@
 ratings), the player's scrubber, frame steps and speed, the reference clips pop-up, and the
 operator page (counts, agreement, self-consistency; refused without the operator token).
 
-Playwright drives Debian's ``/usr/bin/chromium`` (``scripts/install_chromium.sh`` installs it);
-Playwright's own browser download is never used. Skips only when no chromium can be found.
-The page's CSP forbids eval, so ``wait_for_function`` cannot be used: the tests poll instead.
+The app and the browser are conftest's (``serve_app``, ``browser``): Playwright drives Debian's
+``/usr/bin/chromium`` and the tests skip only when no chromium can be found. The page's CSP
+forbids eval, so ``wait_for_function`` cannot be used: the tests poll (``poll_page``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import shutil
-import socket
 import sqlite3
-import threading
-import time
-import urllib.request
 
 import pytest
 
 from ratingrl.app.demo import DemoSpec, seed_demo
-from ratingrl.app.server import create_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 OPERATOR = "operator-token"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="chromium not found: run scripts/install_chromium.sh"
-    ),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _running(folder, spec: DemoSpec):
-    """Seed ``spec`` into a fresh database in ``folder`` and serve it; yields (url, tokens, db)."""
-    import uvicorn
-
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "ratings.db"
-    tokens = seed_demo(f"sqlite:///{db}", spec)
-    port = _free_port()
-    app = create_app(f"sqlite:///{db}", folder / "clips", OPERATOR)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        assert srv.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}", tokens, db
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def server(tmp_path):
-    spec = DemoSpec(name="<b>bold</b> & co", n_segments=3, raters=("alice",))
-    with _running(tmp_path, spec) as (url, tokens, db):
-        yield url, tokens["alice"], db
+def serve(tmp_path, serve_app):
+    """``serve(spec)`` -> (url, tokens, db) of a server for that demo project, seeded into a
+    fresh database of its own."""
+    count = iter(range(100))
+
+    def start(spec: DemoSpec):
+        folder = tmp_path / f"app{next(count)}"
+        folder.mkdir(parents=True)
+        db = folder / "ratings.db"
+        tokens = seed_demo(f"sqlite:///{db}", spec)
+        return serve_app(f"sqlite:///{db}", folder / "clips", OPERATOR), tokens, db
+
+    return start
 
 
 @pytest.fixture
-def serve(tmp_path):
-    """``serve(spec)`` -> (url, tokens, db) of a server for that demo project."""
-    with contextlib.ExitStack() as stack:
-        count = iter(range(100))
-        yield lambda spec: stack.enter_context(_running(tmp_path / f"app{next(count)}", spec))
+def server(serve):
+    url, tokens, db = serve(DemoSpec(name="<b>bold</b> & co", n_segments=3, raters=("alice",)))
+    return url, tokens["alice"], db
 
 
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+def test_keyboard_rating_in_chromium(server, browser, poll_page):
+    from playwright.sync_api import expect
 
-
-def _poll(page, expression: str, check, what: str, timeout: float = 20.0):
-    """Evaluate ``expression`` in the page until ``check(value)``; returns the value."""
-    deadline = time.monotonic() + timeout
-    while not check(value := page.evaluate(expression)):
-        assert time.monotonic() < deadline, f"{what} (last value {value!r})"
-        page.wait_for_timeout(50)
-    return value
-
-
-def _api(url: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        url + path,
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=20) as response:
-        return json.loads(response.read())
-
-
-def test_keyboard_rating_in_chromium(server):
-    sync_api = pytest.importorskip("playwright.sync_api")
     url, token, db = server
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(f"{url}/#token={token}")
-            progress = page.locator("#progress")
-            sync_api.expect(progress).to_have_text("rated 0 / queued 3")
-            # Escaped, not interpreted: the project name is shown as text.
-            assert page.locator("#project").text_content() == "<b>bold</b> & co"
-            assert page.locator("#project b").count() == 0
-            assert "#token" not in page.url  # the token left the address bar
-            assert page.locator("#keys").inner_text().count("undo") == 1
-            assert page.locator("#levels button").all_inner_texts() == [
-                "1 bad", "2 poor", "3 good", "4 excellent",
-            ]  # fmt: skip
-            # The clip decodes (CSP forbids wait_for_function's eval, so poll from here).
-            deadline = time.monotonic() + 30
-            while page.evaluate("document.getElementById('video').readyState") < 2:
-                assert time.monotonic() < deadline, "the clip never loaded"
-                page.wait_for_timeout(100)
+    page = browser.new_page()
+    page.goto(f"{url}/#token={token}")
+    progress = page.locator("#progress")
+    expect(progress).to_have_text("rated 0 / queued 3")
+    # Escaped, not interpreted: the project name is shown as text.
+    assert page.locator("#project").text_content() == "<b>bold</b> & co"
+    assert page.locator("#project b").count() == 0
+    assert "#token" not in page.url  # the token left the address bar
+    assert page.locator("#keys").inner_text().count("undo") == 1
+    assert page.locator("#levels button").all_inner_texts() == [
+        "1 bad", "2 poor", "3 good", "4 excellent",
+    ]  # fmt: skip
+    _wait_decoded(poll_page, page, "#video", "the clip")
 
-            first = page.evaluate("document.body.dataset.clip")
-            page.keyboard.press("3")  # rates "good" (level 2)
-            sync_api.expect(progress).to_have_text("rated 1 / queued 2")
-            page.keyboard.press("s")  # can't tell
-            sync_api.expect(progress).to_have_text("rated 2 / queued 1")
-            page.keyboard.press("u")  # undo the skip: that clip comes back
-            sync_api.expect(progress).to_have_text("rated 1 / queued 2")
-            page.keyboard.press("1")
-            sync_api.expect(progress).to_have_text("rated 2 / queued 1")
-            page.keyboard.press("4")
-            sync_api.expect(progress).to_have_text("rated 3 / queued 0")
-            sync_api.expect(page.locator("#message")).to_contain_text("No clips left")
-        finally:
-            browser.close()
+    first = page.evaluate("document.body.dataset.clip")
+    page.keyboard.press("3")  # rates "good" (level 2)
+    expect(progress).to_have_text("rated 1 / queued 2")
+    page.keyboard.press("s")  # can't tell
+    expect(progress).to_have_text("rated 2 / queued 1")
+    page.keyboard.press("u")  # undo the skip: that clip comes back
+    expect(progress).to_have_text("rated 1 / queued 2")
+    page.keyboard.press("1")
+    expect(progress).to_have_text("rated 2 / queued 1")
+    page.keyboard.press("4")
+    expect(progress).to_have_text("rated 3 / queued 0")
+    expect(page.locator("#message")).to_contain_text("No clips left")
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT status, value FROM ratings ORDER BY id").fetchall()
         first_rating = conn.execute(
@@ -176,8 +92,8 @@ def _clip_state(page) -> dict:
     )
 
 
-def _wait_decoded(page, selector: str, what: str) -> None:
-    _poll(
+def _wait_decoded(poll_page, page, selector: str, what: str) -> None:
+    poll_page(
         page,
         f"Array.from(document.querySelectorAll({selector!r})).map((v) => v.readyState)",
         lambda states: bool(states) and min(states) >= 2,
@@ -186,13 +102,13 @@ def _wait_decoded(page, selector: str, what: str) -> None:
     )
 
 
-def test_scrubber_frame_steps_and_speed_control_in_chromium(server, browser):
+def test_scrubber_frame_steps_and_speed_control_in_chromium(server, browser, poll_page):
     from playwright.sync_api import expect
 
     url, token, _db = server
     page = browser.new_page()
     page.goto(f"{url}/#token={token}")
-    _wait_decoded(page, "#video", "the clip")
+    _wait_decoded(poll_page, page, "#video", "the clip")
     state = _clip_state(page)
     assert 0.9 <= state["d"] <= 1.1  # 10 frames at 10 fps
     assert not state["paused"] and state["rate"] == 1  # plays at once, at 1x
@@ -247,12 +163,12 @@ def test_scrubber_frame_steps_and_speed_control_in_chromium(server, browser):
     page.keyboard.press("3")
     expect(page.locator("#progress")).to_have_text("rated 1 / queued 2")
     assert page.evaluate("document.body.dataset.clip") != first
-    _wait_decoded(page, "#video", "the second clip")
+    _wait_decoded(poll_page, page, "#video", "the second clip")
     state = _clip_state(page)
     assert state["rate"] == 0.5 and not state["paused"]
 
 
-def test_reference_clips_pop_up_in_chromium(serve, browser):
+def test_reference_clips_pop_up_in_chromium(serve, browser, poll_page):
     from playwright.sync_api import expect
 
     url, tokens, _db = serve(DemoSpec(n_segments=2, raters=("alice",)))
@@ -269,7 +185,7 @@ def test_reference_clips_pop_up_in_chromium(serve, browser):
     sources = refs.locator("video").evaluate_all("(vs) => vs.map((v) => v.getAttribute('src'))")
     assert len(sources) == 4 == len(set(sources))
     assert all(re.fullmatch(r"/clips/ref-[0-9a-f]{32}\.mp4", src) for src in sources)
-    _wait_decoded(page, "#refs video", "a reference clip")  # the server renders them
+    _wait_decoded(poll_page, page, "#refs video", "a reference clip")  # the server renders them
     expect(refs.locator("video").first).to_be_visible()
 
     page.keyboard.press("r")  # closes it: nothing of it stays on screen
@@ -312,7 +228,7 @@ ALPHA = "0.890"  # krippendorff.alpha(reliability_data=[ALICE, BOB], level_of_me
 
 
 def _rate_everything(
-    url: str, token: str, db, values: list[int], repeat_shift: int, undone: dict
+    app_api, url: str, token: str, db, values: list[int], repeat_shift: int, undone: dict
 ) -> None:
     """Rate every clip this rater gets: ``values[segment]``; a hidden repeat moves by the shift.
 
@@ -321,10 +237,10 @@ def _rate_everything(
     with sqlite3.connect(db) as conn:
         order = [r[0] for r in conn.execute("SELECT id FROM segments ORDER BY id")]
     first = True
-    while (clip := _api(url, token, "GET", "/api/next")["clip_id"]) is not None:
+    while (clip := app_api(url, token, "/api/next")["clip_id"]) is not None:
         if first:
-            _api(url, token, "POST", "/api/ratings", {"clip_id": clip, **undone})
-            assert _api(url, token, "POST", "/api/undo")["clip_id"] == clip
+            app_api(url, token, "/api/ratings", {"clip_id": clip, **undone})
+            assert app_api(url, token, "/api/undo", method="POST")["clip_id"] == clip
             first = False
         with sqlite3.connect(db) as conn:
             segment, repeat = conn.execute(
@@ -333,10 +249,10 @@ def _rate_everything(
         value = values[order.index(segment)]
         if repeat:
             value = value + repeat_shift if 0 <= value + repeat_shift <= 3 else value - repeat_shift
-        _api(url, token, "POST", "/api/ratings", {"clip_id": clip, "rating": value})
+        app_api(url, token, "/api/ratings", {"clip_id": clip, "rating": value})
 
 
-def test_operator_page_counts_agreement_and_consistency_in_chromium(serve, browser):
+def test_operator_page_counts_agreement_and_consistency_in_chromium(serve, browser, app_api):
     from playwright.sync_api import expect
 
     # Both raters rate all 7 clips; with a repeat every 4 ratings each gets one hidden repeat.
@@ -391,8 +307,8 @@ def test_operator_page_counts_agreement_and_consistency_in_chromium(serve, brows
 
     # Alice repeats one clip a level off, Bob repeats his exactly; each undoes a first answer
     # (Alice a rating, which must not count, Bob a skip). Refresh shows it all.
-    _rate_everything(url, tokens["alice"], db, ALICE, repeat_shift=1, undone={"rating": 3})
-    _rate_everything(url, tokens["bob"], db, BOB, repeat_shift=0, undone={"skip": True})
+    _rate_everything(app_api, url, tokens["alice"], db, ALICE, repeat_shift=1, undone={"rating": 3})
+    _rate_everything(app_api, url, tokens["bob"], db, BOB, repeat_shift=0, undone={"skip": True})
     page.locator("#refresh").click()
     expect(paragraphs.nth(1)).to_have_text(
         f"Krippendorff's alpha (ordinal) on 7 clips rated by several raters: {ALPHA}"
@@ -410,7 +326,7 @@ def test_operator_page_counts_agreement_and_consistency_in_chromium(serve, brows
     expect(page.locator("#message")).to_be_empty()
 
 
-def test_a_busy_server_is_asked_again_and_the_rating_lands_once(server, browser):
+def test_a_busy_server_is_asked_again_and_the_rating_lands_once(server, browser, poll_page):
     """The server answers 503 with Retry-After when it sheds load (having done nothing): the
     page says so, waits, and sends the rating again -- it is stored exactly once."""
     from playwright.sync_api import expect
@@ -434,7 +350,7 @@ def test_a_busy_server_is_asked_again_and_the_rating_lands_once(server, browser)
     page.goto(f"{url}/#token={token}")
     progress = page.locator("#progress")
     expect(progress).to_have_text("rated 0 / queued 3")
-    _wait_decoded(page, "#video", "the clip")
+    _wait_decoded(poll_page, page, "#video", "the clip")
     page.keyboard.press("2")
     expect(page.locator("#message")).to_contain_text("busy", timeout=5000)
     expect(progress).to_have_text("rated 1 / queued 2", timeout=10000)

@@ -2,18 +2,14 @@
 database must hold exactly those answers), Space pauses and plays both clips, the two clips
 loop in step, and each page sends a rater to the one their project asks for.
 
-Playwright drives Debian's ``/usr/bin/chromium`` (``scripts/install_chromium.sh`` installs it),
-like ``test_app_browser.py``; skipped only when no chromium can be found. The page's CSP forbids
-eval, so ``wait_for_function`` cannot be used: the tests poll instead.
+The app and the browser are conftest's (``serve_app``, ``browser``: Debian's
+``/usr/bin/chromium``), as in ``test_app_browser.py``; skipped only when no chromium can be
+found. The page's CSP forbids eval, so ``wait_for_function`` cannot be used: the tests poll.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import socket
 import sqlite3
-import threading
 import time
 
 import pytest
@@ -21,30 +17,8 @@ import pytest
 from ratingrl.app import store
 from ratingrl.app.demo import DemoSpec, seed_demo, synthetic_segments
 from ratingrl.app.schema import open_database
-from ratingrl.app.server import create_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="chromium not found: run scripts/install_chromium.sh"
-    ),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.slow
 
 
 def _seed(db: str, asks: str, pairs: int, ratings: int) -> str:
@@ -63,55 +37,23 @@ def _seed(db: str, asks: str, pairs: int, ratings: int) -> str:
 
 
 @pytest.fixture
-def serve(tmp_path):
+def serve(tmp_path, serve_app):
     """``serve(asks, pairs=4, ratings=0)`` -> (url, alice's token, database file)."""
-    import uvicorn
-
-    servers = []
+    count = iter(range(100))
 
     def start(asks: str, pairs: int = 4, ratings: int = 0):
-        folder = tmp_path / f"app{len(servers)}"
+        folder = tmp_path / f"app{next(count)}"
         folder.mkdir()
         db = folder / "ratings.db"
         token = _seed(f"sqlite:///{db}", asks, pairs, ratings)
-        port = _free_port()
-        app = create_app(f"sqlite:///{db}", folder / "clips", "operator-token")
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        return f"http://127.0.0.1:{port}", token, db
+        return serve_app(f"sqlite:///{db}", folder / "clips", "operator-token"), token, db
 
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return start
 
 
 @pytest.fixture
-def page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield browser.new_page()
-        finally:
-            with contextlib.suppress(Exception):
-                browser.close()
-
-
-def _poll(page, expression: str, check, what: str, timeout: float = 20.0):
-    """Evaluate ``expression`` in the page until ``check(value)``; returns the value."""
-    deadline = time.monotonic() + timeout
-    while not check(value := page.evaluate(expression)):
-        assert time.monotonic() < deadline, f"{what} (last value {value!r})"
-        page.wait_for_timeout(50)
-    return value
+def page(browser):
+    return browser.new_page()
 
 
 VIDEOS = "['left', 'right'].map((id) => document.getElementById(id))"
@@ -124,8 +66,9 @@ def _clips(page) -> list[dict]:
     )
 
 
-def _decoded(page) -> None:
-    _poll(page, f"{VIDEOS}.map((v) => v.readyState)", lambda s: min(s) >= 2, "clips never loaded")
+def _decoded(poll_page, page) -> None:
+    ready = f"{VIDEOS}.map((v) => v.readyState)"
+    poll_page(page, ready, lambda s: min(s) >= 2, "clips never loaded")
 
 
 def _stored(db) -> list[tuple]:
@@ -133,7 +76,7 @@ def _stored(db) -> list[tuple]:
         return conn.execute("SELECT choice, status FROM pair_answers ORDER BY id").fetchall()
 
 
-def test_keys_answer_skip_and_undo_and_the_database_holds_exactly_that(serve, page):
+def test_keys_answer_skip_and_undo_and_the_database_holds_exactly_that(serve, page, poll_page):
     from playwright.sync_api import expect
 
     url, token, db = serve("pairs")
@@ -145,7 +88,7 @@ def test_keys_answer_skip_and_undo_and_the_database_holds_exactly_that(serve, pa
     for shown in ("1", "2", "E", "S", "U", "Space", "equally good", "skip", "undo"):
         assert shown in keys
     expect(page.locator("#switch")).to_be_hidden()  # the project asks for pairs only
-    _decoded(page)
+    _decoded(poll_page, page)
     first = page.evaluate("document.body.dataset.pair")
     clips = _clips(page)
     assert clips[0]["src"] == f"/pair-clips/{first}-left.mp4"
@@ -175,13 +118,13 @@ def test_keys_answer_skip_and_undo_and_the_database_holds_exactly_that(serve, pa
     ]  # fmt: skip
 
 
-def test_space_pauses_both_clips_and_they_loop_in_step(serve, page):
+def test_space_pauses_both_clips_and_they_loop_in_step(serve, page, poll_page):
     from playwright.sync_api import expect
 
     url, token, _db = serve("pairs", pairs=1)
     page.goto(f"{url}/pairs#token={token}")
-    _decoded(page)
-    _poll(page, f"{VIDEOS}.map((v) => v.paused)", lambda p: p == [False, False], "not playing")
+    _decoded(poll_page, page)
+    poll_page(page, f"{VIDEOS}.map((v) => v.paused)", lambda p: p == [False, False], "not playing")
     play = page.locator("#play")
     page.keyboard.press(" ")
     expect(play).to_have_text("Play (Space)")
