@@ -13,31 +13,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import socket
 import sqlite3
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ratingrl.app.demo import DemoSpec, seed_demo, synthetic_segments
-from ratingrl.app.server import create_app
 from ratingrl.feedback.crowd import CrowdConfig, draw_rater
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 OPERATOR = "operator-token"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="chromium not found: run scripts/install_chromium.sh"
-    ),
-]
+pytestmark = pytest.mark.slow
 PAGE_VALUES = """(() => {
   const v = (id) => {
     const e = document.getElementById(id);
@@ -54,56 +41,18 @@ PAGE_VALUES = """(() => {
 })()"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _running(folder: Path, spec: DemoSpec):
-    """Seed ``spec`` into a fresh database in ``folder`` and serve it; yields (url, tokens, db)."""
-    import uvicorn
-
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "ratings.db"
-    tokens = seed_demo(f"sqlite:///{db}", spec)
-    port = _free_port()
-    app = create_app(f"sqlite:///{db}", folder / "clips", OPERATOR)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        assert srv.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}", tokens, db
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+def serve(tmp_path, serve_app):
+    """``serve(spec)`` -> (url, tokens, db): ``spec`` seeded into a fresh database, served."""
 
+    def start(spec: DemoSpec):
+        folder = tmp_path / "app"
+        folder.mkdir(parents=True)
+        tokens = seed_demo(f"sqlite:///{folder / 'ratings.db'}", spec)
+        url = serve_app(f"sqlite:///{folder / 'ratings.db'}", folder / "clips", OPERATOR)
+        return url, tokens, folder / "ratings.db"
 
-def _api(url: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        url + path,
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=20) as response:
-        return json.loads(response.read())
+    return start
 
 
 def _segment_index(db: Path, clip_id: str) -> int:
@@ -116,13 +65,13 @@ def _segment_index(db: Path, clip_id: str) -> int:
     return segment - first
 
 
-def _rate(url: str, token: str, db: Path, level_of, most: int | None = None) -> int:
+def _rate(app_api, url: str, token: str, db: Path, level_of, most: int | None = None) -> int:
     """Answer the rater's queue through the API with ``level_of(clip index, k)``; returns how
     many were answered (at most ``most``)."""
     k = 0
-    while (most is None or k < most) and (clip := _api(url, token, "GET", "/api/next")["clip_id"]):
+    while (most is None or k < most) and (clip := app_api(url, token, "/api/next")["clip_id"]):
         value = int(level_of(_segment_index(db, clip), k))
-        _api(url, token, "POST", "/api/ratings", {"clip_id": clip, "rating": value})
+        app_api(url, token, "/api/ratings", {"clip_id": clip, "rating": value})
         k += 1
     return k
 
@@ -166,13 +115,13 @@ def _mismatches(page: dict, d: dict) -> list[str]:
     return wrong
 
 
-def _agree(page, url: str, at_least: int, timeout: float = 30.0) -> dict:
+def _agree(app_api, page, url: str, at_least: int, timeout: float = 30.0) -> dict:
     """Poll until the page has updated ``at_least`` times and its charts match a fresh API
     answer (the two are read a moment apart: a new time bucket may open in between)."""
     deadline = time.monotonic() + timeout
     while True:
         values = page.evaluate(PAGE_VALUES)
-        d = _api(url, OPERATOR, "GET", "/api/operator/dashboard")
+        d = app_api(url, OPERATOR, "/api/operator/dashboard")
         wrong = ["not updated yet"] if values["updates"] < at_least else _mismatches(values, d)
         if not wrong:
             return {"page": values, "api": d}
@@ -180,35 +129,35 @@ def _agree(page, url: str, at_least: int, timeout: float = 30.0) -> dict:
         page.wait_for_timeout(200)
 
 
-def test_charts_hold_the_api_numbers_and_update_live(tmp_path, browser):
+def test_charts_hold_the_api_numbers_and_update_live(serve, browser, app_api):
     from playwright.sync_api import expect
 
     spec = DemoSpec(name="live", n_segments=8, ratings_per_clip=2, repeat_every=2,
                     raters=("alice", "bob"))  # fmt: skip
-    with _running(tmp_path / "app", spec) as (url, tokens, db):
-        _rate(url, tokens["alice"], db, lambda i, k: i % 4, most=5)
-        _rate(url, tokens["bob"], db, lambda i, k: (i + k) % 4, most=4)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        busy = {"status": 503, "content_type": "application/json",
-                "body": json.dumps({"detail": "server busy"})}  # fmt: skip
-        page.route("**/api/operator/dashboard*", lambda route: route.fulfill(**busy), times=1)
-        page.goto(f"{url}/operator#token={OPERATOR}")
-        # a refused poll is said in one line, and the next poll (3 s later) clears it
-        message = page.locator("#dash-message")
-        expect(message).to_have_text("Dashboard not updated (503): server busy; retrying.")
-        expect(message).to_be_empty(timeout=15_000)
-        first = _agree(page, url, at_least=1)
-        assert first["api"]["timeline"]["total"][-1] == 9
-        assert page.locator("#chart-timeline svg path").count() == 3  # two raters and the total
-        assert page.locator("#chart-matrix svg rect").count() == 4
-        # new ratings arrive: the same page (no reload) shows them within a few polls
-        page.evaluate("window.__sameDocument = true")
-        updates = first["page"]["updates"]
-        _rate(url, tokens["bob"], db, lambda i, k: (i + k) % 4, most=3)
-        later = _agree(page, url, at_least=updates + 1)
-        assert later["api"]["timeline"]["total"][-1] == 12
-        assert later["page"]["queue"]["rated"] + later["page"]["queue"]["repeats_rated"] == 12
-        assert page.evaluate("window.__sameDocument === true")  # not reloaded
+    url, tokens, db = serve(spec)
+    _rate(app_api, url, tokens["alice"], db, lambda i, k: i % 4, most=5)
+    _rate(app_api, url, tokens["bob"], db, lambda i, k: (i + k) % 4, most=4)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    busy = {"status": 503, "content_type": "application/json",
+            "body": json.dumps({"detail": "server busy"})}  # fmt: skip
+    page.route("**/api/operator/dashboard*", lambda route: route.fulfill(**busy), times=1)
+    page.goto(f"{url}/operator#token={OPERATOR}")
+    # a refused poll is said in one line, and the next poll (3 s later) clears it
+    message = page.locator("#dash-message")
+    expect(message).to_have_text("Dashboard not updated (503): server busy; retrying.")
+    expect(message).to_be_empty(timeout=15_000)
+    first = _agree(app_api, page, url, at_least=1)
+    assert first["api"]["timeline"]["total"][-1] == 9
+    assert page.locator("#chart-timeline svg path").count() == 3  # two raters and the total
+    assert page.locator("#chart-matrix svg rect").count() == 4
+    # new ratings arrive: the same page (no reload) shows them within a few polls
+    page.evaluate("window.__sameDocument = true")
+    updates = first["page"]["updates"]
+    _rate(app_api, url, tokens["bob"], db, lambda i, k: (i + k) % 4, most=3)
+    later = _agree(app_api, page, url, at_least=updates + 1)
+    assert later["api"]["timeline"]["total"][-1] == 12
+    assert later["page"]["queue"]["rated"] + later["page"]["queue"]["repeats_rated"] == 12
+    assert page.evaluate("window.__sameDocument === true")  # not reloaded
 
 
 PACE = {"rater00": 3, "rater01": 4, "rater02": 2, "rater03": 3, "rater04": 5}
@@ -231,7 +180,7 @@ def _spread_times(db: Path, minutes: float) -> None:
             )
 
 
-def test_screenshot_of_a_crowd_with_a_careless_rater(tmp_path, browser):
+def test_screenshot_of_a_crowd_with_a_careless_rater(tmp_path, serve, browser, app_api):
     """Five simulated raters (``feedback.crowd``'s model on the project's 4-level scale), the
     last one careless, rate 60 clips (two raters each) at their own pace through the API; the
     dashboard flags the careless one in its banner and in red, and the screenshot is saved."""
@@ -244,32 +193,32 @@ def test_screenshot_of_a_crowd_with_a_careless_rater(tmp_path, browser):
     rng = np.random.default_rng(7)
     four = CrowdConfig(classes_mean=4, classes_sd=0, min_classes=4, max_classes=4)
     crowd = [draw_rater(n, returns, rng, four, careless=n == "rater04") for n in names]
-    with _running(tmp_path / "app", spec) as (url, tokens, db):
-        given = dict.fromkeys(names, 0)
-        while any(given[n] < ANSWERS[n] for n in names):  # in turns, each at their own pace
-            for rater in crowd:
+    url, tokens, db = serve(spec)
+    given = dict.fromkeys(names, 0)
+    while any(given[n] < ANSWERS[n] for n in names):  # in turns, each at their own pace
+        for rater in crowd:
 
-                def level(i: int, k: int, r=rater) -> int:
-                    return int(r.rate(returns[i : i + 1], given[r.name] + k, rng)[0])
+            def level(i: int, k: int, r=rater) -> int:
+                return int(r.rate(returns[i : i + 1], given[r.name] + k, rng)[0])
 
-                pace = min(PACE[rater.name], ANSWERS[rater.name] - given[rater.name])
-                if pace > 0:
-                    given[rater.name] += _rate(url, tokens[rater.name], db, level, most=pace)
-        _spread_times(db, minutes=45)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(f"{url}/operator#token={OPERATOR}")
-        seen = _agree(page, url, at_least=1)
-        d = seen["api"]
-        assert [r["name"] for r in d["raters"] if r["careless"]] == ["rater04"]
-        careless = d["raters"][-1]["consistency"]
-        assert careless["repeats"] >= d["settings"]["min_repeats"] and careless["exact"] < 0.5
-        assert page.locator("#dash-raters tr.flagged").get_attribute("data-rater") == "rater04"
-        banner = page.locator("#dash-careless")
-        assert banner.is_visible() and "rater04" in banner.inner_text()
-        flagged = page.locator("#chart-consistency g.flagged")
-        assert flagged.count() == 1 and flagged.get_attribute("data-label") == "rater04"
-        assert "careless" in flagged.inner_html()
-        out = Path(os.environ.get("RATINGRL_SCREENSHOTS") or tmp_path)
-        out.mkdir(parents=True, exist_ok=True)
-        page.locator("#dashboard").screenshot(path=str(out / "dashboard.png"))
-        assert (out / "dashboard.png").stat().st_size > 20_000
+            pace = min(PACE[rater.name], ANSWERS[rater.name] - given[rater.name])
+            if pace > 0:
+                given[rater.name] += _rate(app_api, url, tokens[rater.name], db, level, most=pace)
+    _spread_times(db, minutes=45)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(f"{url}/operator#token={OPERATOR}")
+    seen = _agree(app_api, page, url, at_least=1)
+    d = seen["api"]
+    assert [r["name"] for r in d["raters"] if r["careless"]] == ["rater04"]
+    careless = d["raters"][-1]["consistency"]
+    assert careless["repeats"] >= d["settings"]["min_repeats"] and careless["exact"] < 0.5
+    assert page.locator("#dash-raters tr.flagged").get_attribute("data-rater") == "rater04"
+    banner = page.locator("#dash-careless")
+    assert banner.is_visible() and "rater04" in banner.inner_text()
+    flagged = page.locator("#chart-consistency g.flagged")
+    assert flagged.count() == 1 and flagged.get_attribute("data-label") == "rater04"
+    assert "careless" in flagged.inner_html()
+    out = Path(os.environ.get("RATINGRL_SCREENSHOTS") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    page.locator("#dashboard").screenshot(path=str(out / "dashboard.png"))
+    assert (out / "dashboard.png").stat().st_size > 20_000
