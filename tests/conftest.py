@@ -517,3 +517,21 @@ def app_api(url: str, token: str, path: str, body: dict | None = None, method: s
 def app_api_fixture() -> Callable[..., dict]:
     """:func:`app_api`: ``app_api(url, token, "/api/ratings", {"clip_id": c, "rating": 2})``."""
     return app_api
+
+
+def train_cli(config: RunConfig, out: Path, db_url: str, log: dict) -> None:
+    """Train ``config`` into ``out`` as ``ratingrl train --ratings-db db_url`` does (the CLI's
+    own code), for a thread: the run's summary goes to ``log["summary"]``, or an exception's
+    repr to ``log["error"]`` (a thread's exception would vanish)."""
+    from ratingrl.cli.train import _train as train_command
+
+    try:
+        log["summary"] = train_command(config, None, out, False, False, db_url, None)
+    except Exception as err:
+        log["error"] = repr(err)
+
+
+@pytest.fixture(name="train_cli")
+def train_cli_fixture() -> Callable[[RunConfig, Path, str, dict], None]:
+    """:func:`train_cli`: ``threading.Thread(target=train_cli, args=(config, out, db, log))``."""
+    return train_cli

@@ -18,15 +18,12 @@ folder, so a test run never changes the working tree.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
-import socket
 import sqlite3
 import threading
 import time
-import urllib.request
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,21 +31,11 @@ import pytest
 
 from ratingrl.app.db import bytes_to_array
 from ratingrl.app.demo import DemoSpec, seed_demo
-from ratingrl.app.server import create_app
 from ratingrl.feedback.crowd import CrowdConfig, draw_rater
 from ratingrl.feedback.io import load_rated
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
 OPERATOR = "operator-token"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="chromium not found: run scripts/install_chromium.sh"
-    ),
-]
+pytestmark = pytest.mark.slow
 PACE = {"rater00": 1, "rater01": 2, "rater02": 1, "rater03": 1, "rater04": 3}
 """Clips each rater answers per turn: people work at their own pace, the careless one fastest
 (so it rates enough clips, and their hidden repeats, for the dashboard's rule to judge it)."""
@@ -75,55 +62,18 @@ PAGE = """(() => {
 })()"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _serving(db: str, clips: Path):
-    import uvicorn
-
-    port = _free_port()
-    app = create_app(db, clips, OPERATOR)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        assert srv.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
-
-
-def _api(url: str, token: str, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        url + path,
-        method="GET" if body is None else "POST",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=20) as response:
-        return json.loads(response.read())
-
-
 def _true_returns(db: Path, clip: str | None = None) -> np.ndarray:
     """The true return of the queued ``clip`` (the simulated person's perception starts from
     it), or of every segment queued so far."""
     query = "SELECT s.true_rewards FROM segments s"
     if clip is not None:
         query += " JOIN queue_items q ON q.segment_id = s.id WHERE q.public_id = ?"
-    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute(query, () if clip is None else (clip,)).fetchall()
     return np.array([bytes_to_array(r).sum() for (r,) in rows])
 
 
-def _crowd(url: str, tokens: dict, db: Path, stop: threading.Event, log: dict) -> None:
+def _crowd(app_api, url: str, tokens: dict, db: Path, stop: threading.Event, log: dict) -> None:
     """Five simulated raters taking turns at their own pace until the run has stopped and their
     queues (hidden repeats included) are empty. They set their boundaries on the first round's
     clips, as a person calibrates on the first clips seen."""
@@ -139,11 +89,11 @@ def _crowd(url: str, tokens: dict, db: Path, stop: threading.Event, log: dict) -
             answered = 0
             for rater in crowd:
                 for _ in range(PACE[rater.name]):
-                    clip = _api(url, tokens[rater.name], "/api/next")["clip_id"]
+                    clip = app_api(url, tokens[rater.name], "/api/next")["clip_id"]
                     if clip is None:
                         break
                     level = rater.rate(_true_returns(db, clip), given[rater.name], rngs[rater.name])
-                    _api(url, tokens[rater.name], "/api/ratings",
+                    app_api(url, tokens[rater.name], "/api/ratings",
                          {"clip_id": clip, "rating": int(level[0])})  # fmt: skip
                     given[rater.name] += 1
                     answered += 1
@@ -153,25 +103,6 @@ def _crowd(url: str, tokens: dict, db: Path, stop: threading.Event, log: dict) -
                 time.sleep(0.05)
     except Exception as err:  # reported by the test: a thread's exception would vanish
         log["error"] = repr(err)
-
-
-def _train(config, out: Path, db: str, log: dict) -> None:
-    from ratingrl.cli.train import _train as train_command  # what `ratingrl train` runs
-
-    try:
-        log["summary"] = train_command(config, None, out, False, False, db, None)
-    except Exception as err:
-        log["error"] = repr(err)
-
-
-def _poll(page, expression: str, check, what: str, timeout: float = 30.0):
-    """Evaluate ``expression`` on the page until ``check`` holds (the page's CSP forbids the
-    string evaluation ``page.wait_for_function`` needs)."""
-    deadline = time.monotonic() + timeout
-    while not check(value := page.evaluate(expression)):
-        assert time.monotonic() < deadline, f"{what} (last value {value!r})"
-        page.wait_for_timeout(100)
-    return value
 
 
 def _dashboard_mismatches(page: dict, d: dict) -> list[str]:
@@ -230,14 +161,14 @@ def _run_mismatches(page: dict, got: dict) -> list[str]:
     return [f"{k}: page {drawn[k]!r} != api {v!r}" for k, v in expected.items() if drawn[k] != v]
 
 
-def _agree(page, url: str, run_id: str, after: int, timeout: float = 30.0) -> dict:
+def _agree(app_api, page, url: str, run_id: str, after: int, timeout: float = 30.0) -> dict:
     """Poll until the dashboard has updated after ``after`` polls and the whole page matches a
     fresh API answer (page and API are read a moment apart: a poll may be in between)."""
     deadline = time.monotonic() + timeout
     while True:
         shown = page.evaluate(PAGE)
-        d = _api(url, OPERATOR, "/api/operator/dashboard")
-        got = _api(url, OPERATOR, f"/api/operator/runs/{run_id}")
+        d = app_api(url, OPERATOR, "/api/operator/dashboard")
+        got = app_api(url, OPERATOR, f"/api/operator/runs/{run_id}")
         wrong = ["dashboard not updated yet"] if shown["updates"] <= after else []
         wrong = wrong or _dashboard_mismatches(shown, d) + _run_mismatches(shown, got)
         if not wrong:
@@ -258,11 +189,11 @@ def _follow(page, run: threading.Thread) -> list[dict]:
     return seen
 
 
-def _screenshot(page, folder: Path) -> Path:
+def _screenshot(poll_page, page, folder: Path) -> Path:
     """The page from its title to the run panel's end (the dashboard above, the run below), the
     clip paused on a frame."""
     video = "document.getElementById('run-clip')"
-    _poll(page, f"{video}.readyState", lambda r: r >= 2, "the latest clip loads", timeout=60)
+    poll_page(page, f"{video}.readyState", lambda r: r >= 2, "the latest clip loads", timeout=60)
     page.evaluate(f"() => {{ {video}.pause(); {video}.currentTime = 2.0; }}")
     page.wait_for_timeout(300)
     folder.mkdir(parents=True, exist_ok=True)
@@ -275,9 +206,8 @@ def _screenshot(page, folder: Path) -> Path:
 
 
 def test_a_crowd_teaches_a_live_run_and_the_page_flags_the_careless_rater(
-    tmp_path, dmc_online_config
+    tmp_path, dmc_online_config, serve_app, launch_browser, poll_page, app_api, train_cli
 ):
-    sync_api = pytest.importorskip("playwright.sync_api")
     config = replace(dmc_online_config, total_steps=500, max_episode_steps=100,
                      candidate_episodes=5, budget=30, per_round=15, schedule_unit=200,
                      eval_every=250, eval_episodes=2, checkpoint_every=300)  # fmt: skip
@@ -287,58 +217,60 @@ def test_a_crowd_teaches_a_live_run_and_the_page_flags_the_careless_rater(
                     clip_length=config.horizon, size=160, fps=25, ratings_per_clip=3,
                     repeat_every=1, raters=tuple(PACE), references=False)  # fmt: skip
     tokens = seed_demo(db, spec)
-    with _serving(db, tmp_path / "clips") as url, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(f"{url}/operator#token={OPERATOR}")  # before the run, never reloaded
-        status = "document.getElementById('run-status').textContent"
-        _poll(page, status, lambda s: s.startswith("No training run has reported yet"), "empty")
-        page.evaluate("window.notReloaded = true")
+    url = serve_app(db, tmp_path / "clips", OPERATOR)
+    browser = launch_browser(autoplay=True)
+    poll = partial(poll_page, timeout=30.0)  # a training run is slower to show
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(f"{url}/operator#token={OPERATOR}")  # before the run, never reloaded
+    status = "document.getElementById('run-status').textContent"
+    poll(page, status, lambda s: s.startswith("No training run has reported yet"), "empty")
+    page.evaluate("window.notReloaded = true")
 
-        stop, people, training = threading.Event(), {}, {}
-        crowd = threading.Thread(target=_crowd, args=(url, tokens, path, stop, people), daemon=True)
-        run = threading.Thread(target=_train, args=(config, tmp_path / "run", db, training))
-        crowd.start()
-        run.start()
-        seen = _follow(page, run)
-        stop.set()  # the crowd answers what is left in their queues (hidden repeats), then stops
-        crowd.join(timeout=60)
-        assert "error" not in training and "error" not in people, (training, people)
-        assert not crowd.is_alive()
+    stop, people, training = threading.Event(), {}, {}
+    crowd = threading.Thread(
+        target=_crowd, args=(app_api, url, tokens, path, stop, people), daemon=True
+    )
+    run = threading.Thread(target=train_cli, args=(config, tmp_path / "run", db, training))
+    crowd.start()
+    run.start()
+    seen = _follow(page, run)
+    stop.set()  # the crowd answers what is left in their queues (hidden repeats), then stops
+    crowd.join(timeout=60)
+    assert "error" not in training and "error" not in people, (training, people)
+    assert not crowd.is_alive()
 
-        # while the run was running, the page drew its first evaluation and that clip, and
-        # flagged the careless rater
-        first = [s for s in seen if s["running"] and s["points"] == 1 and s["clip"]]
-        assert first, seen
-        assert any(s["running"] and s["careless"] == [CARELESS] for s in seen), seen
-        # then, on the same page, a second evaluation point and a new latest clip
-        points = "JSON.parse(document.getElementById('run-chart-true').dataset.values)"
-        _poll(page, f"{points}.series[0].points.length", lambda n: n == 2, "a second evaluation")
-        runs = _api(url, OPERATOR, "/api/operator/runs")["runs"]
-        assert [(r["name"], r["status"]) for r in runs] == [("run", "finished")]
-        end = _agree(page, url, runs[0]["run_id"], after=0)  # every chart: the API's numbers
-        assert end["page"]["clip"] != first[0]["clip"]
-        assert [e["env_steps"] for e in end["run"]["evaluations"]] == [250, 500]
-        assert page.evaluate("window.notReloaded === true")
+    # while the run was running, the page drew its first evaluation and that clip, and
+    # flagged the careless rater
+    first = [s for s in seen if s["running"] and s["points"] == 1 and s["clip"]]
+    assert first, seen
+    assert any(s["running"] and s["careless"] == [CARELESS] for s in seen), seen
+    # then, on the same page, a second evaluation point and a new latest clip
+    points = "JSON.parse(document.getElementById('run-chart-true').dataset.values)"
+    poll(page, f"{points}.series[0].points.length", lambda n: n == 2, "a second evaluation")
+    runs = app_api(url, OPERATOR, "/api/operator/runs")["runs"]
+    assert [(r["name"], r["status"]) for r in runs] == [("run", "finished")]
+    end = _agree(app_api, page, url, runs[0]["run_id"], after=0)  # every chart: the API's numbers
+    assert end["page"]["clip"] != first[0]["clip"]
+    assert [e["env_steps"] for e in end["run"]["evaluations"]] == [250, 500]
+    assert page.evaluate("window.notReloaded === true")
 
-        # the careless rater is the one flagged, by the API and on the page
-        d = end["dashboard"]
-        assert [r["name"] for r in d["raters"] if r["careless"]] == [CARELESS]
-        assert end["page"]["careless"] == end["page"]["flagged_rows"] == [CARELESS]
-        judged = {r["name"]: r["consistency"] for r in d["raters"]}
-        assert all(c["repeats"] >= d["settings"]["min_repeats"] for c in judged.values()), judged
-        banner = page.locator("#dash-careless")
-        assert banner.is_visible() and CARELESS in banner.inner_text()
-        flagged = page.locator("#chart-consistency g.flagged")
-        assert flagged.count() == 1 and flagged.get_attribute("data-label") == CARELESS
+    # the careless rater is the one flagged, by the API and on the page
+    d = end["dashboard"]
+    assert [r["name"] for r in d["raters"] if r["careless"]] == [CARELESS]
+    assert end["page"]["careless"] == end["page"]["flagged_rows"] == [CARELESS]
+    judged = {r["name"]: r["consistency"] for r in d["raters"]}
+    assert all(c["repeats"] >= d["settings"]["min_repeats"] for c in judged.values()), judged
+    banner = page.locator("#dash-careless")
+    assert banner.is_visible() and CARELESS in banner.inner_text()
+    flagged = page.locator("#chart-consistency g.flagged")
+    assert flagged.count() == 1 and flagged.get_attribute("data-label") == CARELESS
 
-        # the run trained on labels from every rater, all of them on disk
-        labels = load_rated(tmp_path / "run" / "feedback.parquet")
-        collected = sum(r["collected"] for r in end["run"]["rounds"])
-        assert len(labels) == training["summary"]["labels_used"] == collected
-        assert sorted(set(labels.rater)) == sorted(PACE)
+    # the run trained on labels from every rater, all of them on disk
+    labels = load_rated(tmp_path / "run" / "feedback.parquet")
+    collected = sum(r["collected"] for r in end["run"]["rounds"])
+    assert len(labels) == training["summary"]["labels_used"] == collected
+    assert sorted(set(labels.rater)) == sorted(PACE)
 
-        folder = os.environ.get("RATINGRL_SCREENSHOTS")
-        shot = _screenshot(page, Path(folder) if folder else tmp_path)
-        assert shot.stat().st_size > 50_000
-        browser.close()
+    folder = os.environ.get("RATINGRL_SCREENSHOTS")
+    shot = _screenshot(poll_page, page, Path(folder) if folder else tmp_path)
+    assert shot.stat().st_size > 50_000
