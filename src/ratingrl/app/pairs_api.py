@@ -34,9 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from sqlalchemy.orm import Session
 
 from ratingrl.app import store
-from ratingrl.app.db import PairItem, bytes_to_array
-from ratingrl.app.render import ClipSpec, RenderError
-from ratingrl.app.services import Creds, Services, rater_call
+from ratingrl.app.db import PairItem
+from ratingrl.app.render import ClipSpec
+from ratingrl.app.services import Creds, Services, clip_response, rater_call, stored_clip
 from ratingrl.app.store import RaterContext
 
 __all__ = ["router"]
@@ -111,16 +111,9 @@ def _clip_spec(session: Session, item_public_id: str, side: str) -> ClipSpec | N
     if found is None:
         return None
     segment, project = found
-    return ClipSpec(
-        key=segment.public_id,  # one file per clip, whichever pairs and raters show it
-        env_id=project.env_id,
-        obs=bytes_to_array(segment.obs),
-        acts=bytes_to_array(segment.acts),
-        states=None if segment.states is None else bytes_to_array(segment.states),
-        width=project.width,
-        height=project.height,
-        fps=project.fps,
-    )
+    arrays = (segment.obs, segment.acts, segment.states)
+    # keyed by the segment: one file per clip, whichever pairs and raters show it
+    return stored_clip(segment.public_id, project.env_id, arrays, project)
 
 
 @router.get("/pair-clips/{name}")
@@ -128,16 +121,7 @@ async def pair_clip(name: str, services: Services) -> FileResponse:
     match = _PAIR_CLIP.match(name)
     if not match:
         raise HTTPException(404, "no such clip")
-    spec = await services.read(_clip_spec, match.group(1), match.group(2))
-    if spec is None:
-        raise HTTPException(404, "no such clip")
-    try:  # no transaction is open while a clip renders
-        path = await services.renders.run(services.cache.get, spec)
-    except RenderError as err:
-        raise HTTPException(500, f"could not render clip: {err}") from None
-    return FileResponse(
-        path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=86400"}
-    )
+    return await clip_response(services, _clip_spec, match.group(1), match.group(2))
 
 
 @router.get("/pairs", include_in_schema=False)

@@ -27,9 +27,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.orm import Session
 
 from ratingrl.app import store
-from ratingrl.app.db import bytes_to_array
-from ratingrl.app.render import ClipSpec, RenderError
-from ratingrl.app.services import Services, require_operator
+from ratingrl.app.render import ClipSpec
+from ratingrl.app.services import Services, clip_response, require_operator, stored_clip
 
 __all__ = ["router"]
 
@@ -65,16 +64,7 @@ def _clip_spec(session: Session, clip_id: str) -> ClipSpec | None:
         return None
     run, project = found
     assert run.clip_obs is not None and run.clip_acts is not None
-    return ClipSpec(
-        key=clip_id,
-        env_id=run.env_id,
-        obs=bytes_to_array(run.clip_obs),
-        acts=bytes_to_array(run.clip_acts),
-        states=None if run.clip_states is None else bytes_to_array(run.clip_states),
-        width=project.width,
-        height=project.height,
-        fps=project.fps,
-    )
+    return stored_clip(clip_id, run.env_id, (run.clip_obs, run.clip_acts, run.clip_states), project)
 
 
 @router.get("/run-clips/{name}")
@@ -82,13 +72,4 @@ async def run_clip(name: str, services: Services) -> FileResponse:
     match = _RUN_CLIP.match(name)
     if not match:
         raise HTTPException(404, "no such clip")
-    spec = await services.read(_clip_spec, match.group(1))
-    if spec is None:
-        raise HTTPException(404, "no such clip")
-    try:  # no transaction is open while a clip renders
-        path = await services.renders.run(services.cache.get, spec)
-    except RenderError as err:
-        raise HTTPException(500, f"could not render clip: {err}") from None
-    return FileResponse(
-        path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=86400"}
-    )
+    return await clip_response(services, _clip_spec, match.group(1))

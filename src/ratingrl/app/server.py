@@ -54,17 +54,18 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from sqlalchemy.orm import Session
 
 from ratingrl.app import store
-from ratingrl.app.db import bytes_to_array
 from ratingrl.app.gate import GroupCommitGate, WorkGate
-from ratingrl.app.render import ClipCache, ClipRenderer, ClipSpec, RenderError
+from ratingrl.app.render import ClipCache, ClipRenderer, ClipSpec
 from ratingrl.app.schema import Database, open_database
 from ratingrl.app.services import (
     AppServices,
     Creds,
     KnownTokens,
     Services,
+    clip_response,
     rater_call,
     require_operator,
+    stored_clip,
 )
 from ratingrl.app.stats import project_stats
 from ratingrl.app.store import RaterContext
@@ -208,33 +209,16 @@ def _clip_spec(session: Session, key: str, reference: bool) -> ClipSpec | None:
     if found is None:
         return None
     segment, project = found
-    return ClipSpec(
-        key=key,  # a rater's clip: the item's own variant (a repeat looks like any clip)
-        env_id=project.env_id,
-        obs=bytes_to_array(segment.obs),
-        acts=bytes_to_array(segment.acts),
-        states=None if segment.states is None else bytes_to_array(segment.states),
-        width=project.width,
-        height=project.height,
-        fps=project.fps,
-        variant=not reference,
-    )
+    arrays = (segment.obs, segment.acts, segment.states)
+    # a rater's clip: the item's own variant (a repeat looks like any clip)
+    return stored_clip(key, project.env_id, arrays, project, variant=not reference)
 
 
 @routes.get("/clips/{name}")
 async def clip(name: str, services: Services) -> FileResponse:
     if not name.endswith(".mp4") or not (match := _CLIP_KEY.match(name[:-4])):
         raise HTTPException(404, "no such clip")
-    spec = await services.read(_clip_spec, match.group(2), bool(match.group(1)))
-    if spec is None:
-        raise HTTPException(404, "no such clip")
-    try:  # no transaction is open while a clip renders
-        path = await services.renders.run(services.cache.get, spec)
-    except RenderError as err:
-        raise HTTPException(500, f"could not render clip: {err}") from None
-    return FileResponse(
-        path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=86400"}
-    )
+    return await clip_response(services, _clip_spec, match.group(2), bool(match.group(1)))
 
 
 def _stats(session: Session, project: str | None) -> dict:

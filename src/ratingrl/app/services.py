@@ -5,6 +5,7 @@ reach the database only through it: :meth:`AppServices.read` / :meth:`AppService
 function in one unit of work on a bounded :class:`~ratingrl.app.gate.WorkGate`, and
 :func:`rater_call` does so as the rater a bearer token names, checking the token before the
 call may wait for the write lock. Routers of their own (``pairs_api``) use the same names.
+Every clip endpoint answers through :func:`clip_response` with a spec from :func:`stored_clip`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from ratingrl.app import store
+from ratingrl.app.db import bytes_to_array
 from ratingrl.app.gate import GroupCommitGate, WorkGate
-from ratingrl.app.render import ClipCache
+from ratingrl.app.models import Project
+from ratingrl.app.render import ClipCache, ClipSpec, RenderError
 from ratingrl.app.schema import Database
 from ratingrl.app.store import RaterContext
 
@@ -33,6 +37,8 @@ __all__ = [
     "rater_call",
     "require_operator",
     "unauthorized",
+    "stored_clip",
+    "clip_response",
 ]
 
 T = TypeVar("T")
@@ -162,3 +168,49 @@ async def require_operator(services: Services, creds: Creds) -> None:
     given = store.hash_token(creds.credentials) if creds else ""
     if not hmac.compare_digest(given, services.operator_hash):
         raise unauthorized("operator")
+
+
+def stored_clip(
+    key: str,
+    env_id: str,
+    arrays: tuple[bytes, bytes, bytes | None],
+    project: Project,
+    variant: bool = False,
+) -> ClipSpec:
+    """The clip of the stored ``(obs, acts, states)`` (bytes, as the database keeps them; states
+    may be None), at the size and frame rate of ``project``, so every clip of a project looks
+    alike whichever table it comes from."""
+    obs, acts, states = arrays
+    return ClipSpec(
+        key=key,
+        env_id=env_id,
+        obs=bytes_to_array(obs),
+        acts=bytes_to_array(acts),
+        states=None if states is None else bytes_to_array(states),
+        width=project.width,
+        height=project.height,
+        fps=project.fps,
+        variant=variant,
+    )
+
+
+async def clip_response(
+    services: AppServices, spec_of: Callable[..., ClipSpec | None], *args: object
+) -> FileResponse:
+    """The MP4 of the clip ``spec_of(session, *args)`` describes (404 when it finds none).
+
+    The spec is read in a unit of work that closes before the clip renders (on the render gate,
+    or from the cache), so no transaction stays open for a render. A clip that cannot be
+    rendered is a 500 saying why. A clip's URL is a capability naming one content, so browsers
+    may keep it for a day.
+    """
+    spec = await services.read(spec_of, *args)
+    if spec is None:
+        raise HTTPException(404, "no such clip")
+    try:
+        path = await services.renders.run(services.cache.get, spec)
+    except RenderError as err:
+        raise HTTPException(500, f"could not render clip: {err}") from None
+    return FileResponse(
+        path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=86400"}
+    )
