@@ -535,3 +535,24 @@ def train_cli(config: RunConfig, out: Path, db_url: str, log: dict) -> None:
 def train_cli_fixture() -> Callable[[RunConfig, Path, str, dict], None]:
     """:func:`train_cli`: ``threading.Thread(target=train_cli, args=(config, out, db, log))``."""
     return train_cli
+
+
+@pytest.fixture
+def rate_small_project() -> Callable[..., None]:
+    """``rate_small_project(session, name, values)``: through the store of today, a project
+    ``name`` (the demo's environment and scale, 10-step clips) of 3 synthetic clips, and a rater
+    ``ann`` giving ``values`` to the clips her queue shows, in order. Not committed: the caller
+    owns the session. Migration tests fill an older schema's tables with it."""
+    from ratingrl.app import store
+    from ratingrl.app.demo import DemoSpec, synthetic_segments
+
+    def rate(session, name: str, values: Sequence[int]) -> None:
+        spec = DemoSpec()
+        config = store.ProjectConfig(name, spec.env_id, spec.scale, clip_length=10)
+        project = store.create_project(session, config)
+        store.add_segments(session, project, synthetic_segments(3, 10, 4, 2, seed=0))
+        rater = store.rater_for_token(session, store.add_rater(session, project, "ann"))
+        for value in values:
+            store.submit(session, rater, store.next_item(session, rater).public_id, value)
+
+    return rate

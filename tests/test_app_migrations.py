@@ -10,9 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 from typer.testing import CliRunner
 
-from ratingrl.app import store
 from ratingrl.app.db import Base, make_engine, make_sessionmaker
-from ratingrl.app.demo import DemoSpec, synthetic_segments
 from ratingrl.app.errors import SchemaError
 from ratingrl.app.schema import (
     BASELINE_COLUMNS,
@@ -66,7 +64,7 @@ def _schema(url: str) -> dict:
     return out
 
 
-def _old_database(run_sql, url: str) -> None:
+def _old_database(run_sql, rate_small_project, url: str) -> None:
     """A database as ratingrl made it before migrations: the baseline tables, ratings, no version.
 
     Made with today's store at head, then taken down to the baseline revision (every revision's
@@ -75,16 +73,7 @@ def _old_database(run_sql, url: str) -> None:
     engine = make_engine(url)
     upgrade_database(engine)
     with make_sessionmaker(engine)() as session:  # committed as the old store did
-        spec = DemoSpec()
-        project = store.create_project(
-            session, store.ProjectConfig("old", spec.env_id, spec.scale, clip_length=10)
-        )
-        store.add_segments(session, project, synthetic_segments(3, 10, 4, 2, seed=0))
-        token = store.add_rater(session, project, "ann")
-        rater = store.rater_for_token(session, token)
-        for value in (3, 0, 2):
-            item = store.next_item(session, rater)
-            store.submit(session, rater, item.public_id, value)
+        rate_small_project(session, "old", (3, 0, 2))
         session.commit()
     engine.dispose()
     command.downgrade(alembic_config(url=url), BASELINE_REVISION)
@@ -111,9 +100,11 @@ def test_a_fresh_database_gets_the_schema_the_models_describe(make_db_url, run_s
     assert again.before == again.after == head_revision() and again.message is None
 
 
-def test_an_old_database_keeps_its_ratings_and_is_brought_to_head(tmp_path, db_url, run_sql):
+def test_an_old_database_keeps_its_ratings_and_is_brought_to_head(
+    tmp_path, db_url, run_sql, rate_small_project
+):
     db = db_url
-    _old_database(run_sql, db)
+    _old_database(run_sql, rate_small_project, db)
     assert not _has_version_table(db)
     before = run_sql(db, "SELECT * FROM ratings ORDER BY id")
     runner = CliRunner()
@@ -133,9 +124,11 @@ def test_an_old_database_keeps_its_ratings_and_is_brought_to_head(tmp_path, db_u
     assert rater.exit_code == 0 and "rating database" not in rater.output
 
 
-def test_the_server_upgrades_an_old_database_at_startup(tmp_path, caplog, db_url, run_sql):
+def test_the_server_upgrades_an_old_database_at_startup(
+    tmp_path, caplog, db_url, run_sql, rate_small_project
+):
     db = db_url
-    _old_database(run_sql, db)
+    _old_database(run_sql, rate_small_project, db)
     with caplog.at_level(logging.WARNING, logger="ratingrl.app.server"):
         app = create_app(db, tmp_path / "clips", "operator-token")
     assert any("made before schema migrations" in r.getMessage() for r in caplog.records)
@@ -147,7 +140,9 @@ def test_the_server_upgrades_an_old_database_at_startup(tmp_path, caplog, db_url
     assert stats["projects"][0]["ratings"] == 3
 
 
-def test_tables_that_are_not_ratingrls_are_refused_and_left_alone(make_db_url, run_sql):
+def test_tables_that_are_not_ratingrls_are_refused_and_left_alone(
+    make_db_url, run_sql, rate_small_project
+):
     db = make_db_url()
     run_sql(db, "CREATE TABLE ratings (id INTEGER PRIMARY KEY, stars INTEGER)")
     run_sql(db, "INSERT INTO ratings (id, stars) VALUES (1, 5)")
@@ -159,7 +154,7 @@ def test_tables_that_are_not_ratingrls_are_refused_and_left_alone(make_db_url, r
     assert refused.exit_code == 2 and "not a database ratingrl made" in refused.output
 
     changed = make_db_url()
-    _old_database(run_sql, changed)
+    _old_database(run_sql, rate_small_project, changed)
     run_sql(changed, "ALTER TABLE raters ADD COLUMN email TEXT")
     with pytest.raises(SchemaError, match="'raters' has columns"):
         open_database(changed)

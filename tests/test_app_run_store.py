@@ -10,7 +10,7 @@ from alembic import command
 from fastapi.testclient import TestClient
 
 from ratingrl.app import store
-from ratingrl.app.demo import DemoSpec, seed_demo, synthetic_segments
+from ratingrl.app.demo import DemoSpec, seed_demo
 from ratingrl.app.errors import AppError
 from ratingrl.app.render import bar_frames
 from ratingrl.app.run_reporter import AppRunReporter
@@ -178,19 +178,13 @@ def test_bad_reports_are_refused_with_the_field_named(app_db):
         AppRunReporter(app_db, clip_frames=0)
 
 
-def test_migration_0005_adds_the_run_tables_and_keeps_every_row(make_db_url, run_sql):
+def test_migration_0005_adds_the_run_tables_and_keeps_every_row(
+    make_db_url, run_sql, rate_small_project
+):
     db = make_db_url()
     command.upgrade(alembic_config(url=db), "0004")
     with _at(db) as s:  # the store of today writes the tables 0004 has
-        spec = DemoSpec()
-        project = store.create_project(
-            s, store.ProjectConfig("p", spec.env_id, spec.scale, clip_length=10)
-        )
-        store.add_segments(s, project, synthetic_segments(3, 10, 4, 2, seed=0))
-        token = store.add_rater(s, project, "ann")
-        rater = store.rater_for_token(s, token)
-        for value in (3, 1):
-            store.submit(s, rater, store.next_item(s, rater).public_id, value)
+        rate_small_project(s, "p", (3, 1))
     tables = ("projects", "segments", "raters", "queue_items", "ratings", "clip_slots")
     before = {t: run_sql(db, f"SELECT * FROM {t} ORDER BY 1") for t in tables}
     assert run_sql(db, "SELECT version_num FROM alembic_version") == [("0004",)]
