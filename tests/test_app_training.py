@@ -242,7 +242,7 @@ def test_live_dmc_queries_reach_the_app_with_states_and_show_the_robot(
 
 
 @pytest.mark.slow
-def test_online_training_from_the_app_models_each_rater(tmp_path, tiny_config, db_url):
+def test_online_training_from_the_app_models_each_rater(tmp_path, tiny_config, db_url, run_sql):
     # method "raters": the app's labels carry who gave them, so the reward learns a scale per
     # person; the run's progress says how many raters the last update told apart
     tiny = replace(tiny_config, buffer_size=1000, checkpoint_every=300)
@@ -252,6 +252,7 @@ def test_online_training_from_the_app_models_each_rater(tmp_path, tiny_config, d
         clip_length=tiny.horizon,
         raters=("alice", "bob"),
         references=False,
+        repeat_every=3,
     )
     tokens = seed_demo(db_url, spec)
     client = TestClient(create_app(db_url, tmp_path / "clips", "operator-token"))
@@ -262,7 +263,7 @@ def test_online_training_from_the_app_models_each_rater(tmp_path, tiny_config, d
     ]
     for person in people:
         person.start()
-    source = AppRatingSource(db_url)
+    source = AppRatingSource(db_url, repeats=True)  # as ratingrl train wires it for "raters"
     try:
         config = replace(tiny, method="raters", total_steps=900, budget=24, per_round=12)
         train(config, tmp_path / "run", source=source, progress=False)
@@ -273,6 +274,9 @@ def test_online_training_from_the_app_models_each_rater(tmp_path, tiny_config, d
         source.close()
     feedback = load_rated(tmp_path / "run" / "feedback.parquet")
     assert set(feedback.rater.tolist()) == {"alice", "bob"}
+    # hidden repeats arrive too, as labels (the rater model weighs raters by them)
+    repeats = {str(i) for (i,) in run_sql(db_url, "SELECT id FROM ratings WHERE is_repeat")}
+    assert repeats and repeats & set(feedback.label_id.tolist())
     with open(tmp_path / "run" / "progress.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("reward_model/raters")]
     assert rows and float(rows[-1]["reward_model/raters"]) == 2

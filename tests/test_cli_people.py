@@ -74,6 +74,9 @@ def test_check_with_people_opens_the_project_and_builds_no_teacher(tmp_path, db_
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert "teacher" not in plan and plan["source"]["class"] == "AppRatingSource"
-    assert plan["people"] == {"project": "c", "env_id": "HalfCheetah-v5"}
+    assert plan["people"] == {"project": "c", "env_id": "HalfCheetah-v5", "repeats": False}
+    raters = [*run[:run.index("rbrl")], "raters", *run[run.index("rbrl") + 1 :]]
+    plan = json.loads(runner.invoke(app, raters).output)  # it weighs raters by their repeats
+    assert plan["people"]["repeats"] is True
     without = runner.invoke(app, [a for a in run if a not in ("--ratings-db", db_url)])
     assert without.exit_code == 2 and "--rating-range" in without.output

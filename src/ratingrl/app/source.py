@@ -16,8 +16,9 @@ what was really handed out, also after its last checkpoint.
 A rating withdrawn with undo *after* it was collected is reported by
 :meth:`AppRatingSource.retracted`, and the training loop drops it from the run; one withdrawn
 before it was collected is never returned (only current ratings are). A changed rating (undo,
-then rate again) is a new rating with a new id. Hidden repeats are not returned: they measure
-raters, they are not new labels.
+then rate again) is a new rating with a new id. Hidden repeats are not returned (they measure
+raters, they are not new labels) unless ``repeats`` is set: a model of each rater (method
+``raters``) weighs raters by how they agree with themselves on them.
 
 Polls only read (no write lock on SQLite); a second, writing unit of work takes what the read
 found, when it found something.
@@ -49,7 +50,8 @@ class AppRatingSource(RatingSource):
     often the database is read while waiting in :meth:`collect`. ``wants_states`` asks the
     training loop to record simulator states, so clips of live queries replay the real robot
     (DeepMind Control observations do not determine the pose; without states a clip is a bar
-    chart); False saves the per-step cost of recording them.
+    chart); False saves the per-step cost of recording them. ``repeats`` also hands over the
+    ratings of hidden repeats, as labels of the same segment by the same rater.
     """
 
     db_url: str
@@ -57,6 +59,7 @@ class AppRatingSource(RatingSource):
     poll_interval: float = 0.25
     tag: str = field(default_factory=lambda: f"source-{secrets.token_hex(6)}")
     wants_states: bool = True
+    repeats: bool = False
 
     def __post_init__(self) -> None:
         database = open_database(self.db_url)  # an older database is upgraded first
@@ -108,7 +111,7 @@ class AppRatingSource(RatingSource):
         with unit_of_work(self._sessions, write=False) as session:
             project = store.get_project(session, self.project)
             waiting = store.effective_ratings(
-                session, project, source_tag=self.tag, undelivered=True
+                session, project, self.repeats, source_tag=self.tag, undelivered=True
             )
         return bool(waiting)
 
@@ -117,7 +120,7 @@ class AppRatingSource(RatingSource):
         with unit_of_work(self._sessions) as session:
             project = store.get_project(session, self.project)
             rows = store.effective_ratings(
-                session, project, source_tag=self.tag, undelivered=True
+                session, project, self.repeats, source_tag=self.tag, undelivered=True
             )  # again: one may have been undone since the read
             if not rows:
                 return None
@@ -148,11 +151,11 @@ class AppRatingSource(RatingSource):
         """
         with unit_of_work(self._sessions, write=False) as session:
             project = store.get_project(session, self.project)
-            if not store.undone_ratings(session, project, unreported_to=self.tag):
+            if not store.undone_ratings(session, project, self.tag, self.repeats):
                 return []
         with unit_of_work(self._sessions) as session:
             project = store.get_project(session, self.project)
-            undone = store.undone_ratings(session, project, unreported_to=self.tag)
+            undone = store.undone_ratings(session, project, self.tag, self.repeats)
             store.record_deliveries(session, self.tag, store.UNDO_DELIVERY, [u for u, _ in undone])
         return [str(rating_id) for _, rating_id in undone]
 

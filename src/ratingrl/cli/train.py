@@ -148,7 +148,9 @@ def _check(config: RunConfig, db: str | None, project: str | None, run_dir: Path
     sources = _people(config, db, project, run_dir or Path("check"))
     try:
         plan = check_run(config, sources["source"], sources.get("pair_source"))
-        plan["people"] = {"project": sources["source"].project, "env_id": config.env_id}
+        source = sources["source"]
+        plan["people"] = {"project": source.project, "env_id": config.env_id}
+        plan["people"]["repeats"] = bool(getattr(source, "repeats", False))
     finally:
         for source in sources.values():
             source.close()
@@ -187,6 +189,7 @@ def _people(config: RunConfig, db: str, project: str | None, run_dir: Path) -> d
 
     from ratingrl.app.pair_source import AppPreferenceSource
     from ratingrl.app.source import AppRatingSource
+    from ratingrl.rewards.methods import method_class
     from ratingrl.rl.validation import method_data_kind
 
     config.validate()  # the method must be known before asking what it learns from
@@ -194,7 +197,9 @@ def _people(config: RunConfig, db: str, project: str | None, run_dir: Path) -> d
     if config.method != "oracle" and method_data_kind(config.method) == "pairs":
         sources = {"source": AppPreferenceSource(db, project, tag=f"pairs-{run}")}
     else:
-        sources = {"source": AppRatingSource(db, project, tag=f"ratings-{run}")}
+        repeats = config.method != "oracle" and method_class(config.method).learns_from_repeats
+        ratings = AppRatingSource(db, project, tag=f"ratings-{run}", repeats=repeats)
+        sources = {"source": ratings}
         if config.preference_budget > 0:
             sources["pair_source"] = AppPreferenceSource(db, project, tag=f"pairs-{run}")
     app_env = sources["source"].env_id

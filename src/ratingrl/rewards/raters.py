@@ -26,6 +26,7 @@ The losses are pure functions of tensors; the method class only gathers each lab
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -189,6 +190,8 @@ def _initial_thresholds(own: np.ndarray, k: int, m: int) -> np.ndarray:
 class RaterModel(RewardMethod):
     """One reward, an ordered logit per rater (own classes, thresholds, sharpness), labels
     weighted by each rater's consistency on hidden repeats."""
+
+    learns_from_repeats: ClassVar[bool] = True
 
     sharpness: float = field(
         default=10.0, metadata={"help": "initial sharpness s of every rater's ordered logit"}

@@ -111,6 +111,9 @@ class RewardMethod(ABC):
 
     name: str = field(init=False, metadata={"help": "the registered name (not a setting)"})
     data_kind: ClassVar[DataKind] = "ratings"
+    learns_from_repeats: ClassVar[bool] = False
+    """Whether hidden repeats (a rater's second rating of a clip) inform the method, so a rating
+    source should hand them over as labels; the others would only count a segment twice."""
 
     def __new__(cls, *args: object, **kwargs: object) -> RewardMethod:
         # set here, not in __post_init__, so a subclass's own __post_init__ cannot skip it

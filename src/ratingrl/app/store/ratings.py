@@ -72,11 +72,15 @@ def effective_ratings(
 
 
 def undone_ratings(
-    session: Session, project: Project, unreported_to: str | None = None
+    session: Session,
+    project: Project,
+    unreported_to: str | None = None,
+    include_repeats: bool = False,
 ) -> list[tuple[int, int]]:
     """``(undo row id, id of the rating it withdrew)`` for the project's undos, by undo id.
 
-    Only withdrawn *ratings* of non-repeat items: skips and hidden repeats were never labels.
+    Only withdrawn *ratings*, of non-repeat items unless ``include_repeats`` (for a source that
+    hands repeats over as labels): skips were never labels.
     A withdrawn rating never becomes current again (changing it means a new row), so whoever
     holds one of these ratings should drop it. ``unreported_to`` leaves out the undos already
     reported to that source (recorded with :func:`record_deliveries`, kind ``"undo"``).
@@ -89,10 +93,11 @@ def undone_ratings(
             RatingRow.project_id == project.id,
             RatingRow.status == RatingStatus.UNDONE,
             target.status == RatingStatus.RATED,
-            target.is_repeat.is_(False),
         )
         .order_by(RatingRow.id)
     )
+    if not include_repeats:
+        query = query.where(target.is_repeat.is_(False))
     if unreported_to is not None:
         query = query.where(_not_delivered(RatingRow.id, unreported_to, UNDO_DELIVERY))
     return [(int(undo), int(rating)) for undo, rating in session.execute(query).all()]
